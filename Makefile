@@ -1,0 +1,37 @@
+# Two commands do all the set-up: `make reproduce` (embedded default grid) and `make test`.
+# Both create or reuse .venv from requirements.lock first.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-lock
+
+.PHONY: venv test test-all reproduce lint bench figures report clean-results
+
+$(STAMP): requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	cp requirements.lock $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ""
+
+reproduce: $(STAMP)
+	$(VENV)/bin/snakemake --cores all --profile profiles/default reproduce_table
+
+figures: $(STAMP)
+	$(VENV)/bin/snakemake --cores 1 --profile profiles/figures figures_from_cache
+
+report: $(STAMP)
+	$(VENV)/bin/snakemake --cores 1 --profile profiles/figures figures_from_cache --report report.html
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/snakemake --lint
+
+bench: $(STAMP)
+	$(PY) -m bench.train_step
