@@ -1,0 +1,345 @@
+"""DSR spiking neurons: IF and LIF whose gradient differentiates the spike representation.
+
+Symbols (Meng et al., CVPR 2022; the paper's N is `T` here): current I[n], membrane v, threshold
+v_th, firing condition v >= alpha * v_th (Eq. 20), soft reset by v_th, leak lam = exp(-dt / tau).
+  IF  (Eq. 4): v[n] = v[n-1] + I[n];               s[n] = H(v[n] - alpha v_th); o[n] = v_th s[n]
+  LIF (Eq. 5): v[n] = lam v[n-1] + (1 - lam) I[n]; same s and reset;         o[n] = v_th s[n] / dt
+Representations (Eqs. 13-15): IF a = mean_n o[n];  LIF a = sum_n lam^(T-n) o[n] / sum_n lam^(T-n).
+Backward (Eq. 17, official code), G = sum_n dL/do[n] (IF) or T * lam-weighted mean of dL/do (LIF):
+  IF:  dL/dI[n] = G/T 1[0 <= I_bar <= v_th];        dL/dv_th = sum G 1[I_bar > v_th]
+  LIF: dL/dI[n] = G/(tau T) 1[0 < I_hat < v_th tau/dt]; dL/dv_th = k sum G 1[I_hat > v_th tau/dt]
+  with k = dt ("official", the author's choice) or 1/dt ("analytic").
+Tensors are time-first [T, B, ...]. A current of time length 1 is a constant input: modules
+broadcast it over their T steps (direct encoding computes the first layer once).
+Deviation from the official code: backward saves the time-mean of the input, not all T steps
+(same gradient, O(1) in T), and never all-reduces dL/dv_th (the official multi-GPU bug).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+VthGrad = Literal["official", "analytic"]
+LIFRule = Literal["official", "representation"]
+
+
+# ---- pure functions: forward dynamics, representations, gradients -----------------------------
+
+
+def if_forward(current: Tensor, v_th: Tensor, alpha: float) -> Tensor:
+    """IF dynamics (Eq. 4 with soft reset). current [T, B, ...] -> o [T, B, ...] in {0, v_th}."""
+    v = torch.zeros_like(current[0])
+    o = torch.empty_like(current)
+    fire_at = alpha * v_th
+    for n in range(current.shape[0]):
+        v += current[n]
+        s = (v >= fire_at).to(current.dtype)
+        o[n] = s * v_th
+        v -= o[n]
+    return o
+
+
+def lif_forward(current: Tensor, v_th: Tensor, alpha: float, dt: float, tau: float = 1.0) -> Tensor:
+    """LIF dynamics (Eq. 5, soft reset). current [T, B, ...] -> o [T, B, ...] in {0, v_th/dt}."""
+    lam = math.exp(-dt / tau)
+    v = torch.zeros_like(current[0])
+    o = torch.empty_like(current)
+    fire_at = alpha * v_th
+    for n in range(current.shape[0]):
+        v.mul_(lam).add_(current[n], alpha=1.0 - lam)
+        s = (v >= fire_at).to(current.dtype)
+        v -= s * v_th
+        o[n] = s * (v_th / dt)
+    return o
+
+
+def lif_weights(T: int, dt: float, tau: float = 1.0, *, like: Tensor | None = None) -> Tensor:
+    """lam^(T-n) for n = 1..T, normalised to sum 1 (the weights of Eq. 13). Shape [T]."""
+    n = torch.arange(1, T + 1, dtype=torch.float64)
+    w = torch.exp(-(T - n) * dt / tau)
+    w = w / w.sum()
+    if like is not None:
+        w = w.to(dtype=like.dtype, device=like.device)
+    return w
+
+
+def firing_rate(o: Tensor) -> Tensor:
+    """IF representation a = (1/T) sum_n o[n]: [T, B, ...] -> [B, ...]."""
+    return o.mean(0)
+
+
+def weighted_firing_rate(o: Tensor, dt: float, tau: float = 1.0) -> Tensor:
+    """LIF representation a = sum_n lam^(T-n) o[n] / sum_n lam^(T-n): [T, B, ...] -> [B, ...]."""
+    w = lif_weights(o.shape[0], dt, tau, like=o)
+    return torch.tensordot(w, o, dims=([0], [0]))
+
+
+def if_masks(i_bar: Tensor, v_th: Tensor) -> tuple[Tensor, Tensor]:
+    """(pass, above): 1[0 <= I_bar <= v_th] for dL/dI and 1[I_bar > v_th] for dL/dv_th (Eq. 17)."""
+    return (i_bar >= 0) & (i_bar <= v_th), i_bar > v_th
+
+
+def lif_masks(i_hat: Tensor, v_th: Tensor, dt: float, tau: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(pass, above): 1[0 < I_hat < v_th tau/dt] and 1[I_hat > v_th tau/dt] (Eq. 14, official)."""
+    top = v_th * tau / dt
+    return (i_hat > 0) & (i_hat < top), i_hat > top
+
+
+def lif_vth_factor(dt: float, vth_grad: VthGrad) -> float:
+    """k in dL/dv_th = k sum G 1[...]: analytic d clamp(., 0, v_th/dt)/dv_th = 1/dt; official dt."""
+    if vth_grad == "official":
+        return dt
+    if vth_grad == "analytic":
+        return 1.0 / dt
+    raise ValueError(f"vth_grad must be 'official' or 'analytic', got {vth_grad!r}")
+
+
+def if_grad(grad_o: Tensor, i_bar: Tensor, v_th: Tensor) -> tuple[Tensor, Tensor]:
+    """DSR-IF backward (Eq. 17 with Eq. 15): returns dL/dI [T, B, ...] and dL/dv_th (0-dim)."""
+    T = grad_o.shape[0]
+    G = grad_o.sum(0)
+    pass_, above = if_masks(i_bar, v_th)
+    grad_i = (G * pass_ / T).unsqueeze(0).expand_as(grad_o)
+    return grad_i, (G * above).sum()
+
+
+def lif_grad(
+    grad_o: Tensor, i_hat: Tensor, v_th: Tensor, dt: float, tau: float, vth_grad: VthGrad
+) -> tuple[Tensor, Tensor]:
+    """DSR-LIF backward as in the official code: G = T * weighted mean of dL/do (Eq. 17, 14)."""
+    T = grad_o.shape[0]
+    G = T * weighted_firing_rate(grad_o, dt, tau)
+    pass_, above = lif_masks(i_hat, v_th, dt, tau)
+    grad_i = (G * pass_ / (tau * T)).unsqueeze(0).expand_as(grad_o)
+    return grad_i, lif_vth_factor(dt, vth_grad) * (G * above).sum()
+
+
+# ---- autograd Functions: only call the pure functions ------------------------------------------
+
+
+class IFSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, current: Tensor, v_th: Tensor, alpha: float) -> Tensor:
+        ctx.save_for_backward(current.mean(0), v_th)
+        return if_forward(current, v_th, alpha)
+
+    @staticmethod
+    def backward(ctx, grad_o: Tensor):
+        i_bar, v_th = ctx.saved_tensors
+        grad_i, grad_v = if_grad(grad_o, i_bar, v_th)
+        return grad_i, grad_v.reshape(v_th.shape), None
+
+
+class LIFSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, current, v_th, alpha, dt, tau, vth_grad):
+        ctx.save_for_backward(weighted_firing_rate(current, dt, tau), v_th)
+        ctx.dt, ctx.tau, ctx.vth_grad = dt, tau, vth_grad
+        return lif_forward(current, v_th, alpha, dt, tau)
+
+    @staticmethod
+    def backward(ctx, grad_o: Tensor):
+        i_hat, v_th = ctx.saved_tensors
+        grad_i, grad_v = lif_grad(grad_o, i_hat, v_th, ctx.dt, ctx.tau, ctx.vth_grad)
+        return grad_i, grad_v.reshape(v_th.shape), None, None, None, None
+
+
+# ---- functional entry points (public, stable API) ----------------------------------------------
+
+
+def if_spikes(current: Tensor, v_th: Tensor, alpha: float = 0.5) -> Tensor:
+    """DSR-IF output spikes o[n] = v_th s[n], [T, B, ...]; autograd gives the DSR gradients."""
+    return IFSpike.apply(current, v_th, alpha)
+
+
+def lif_spikes(
+    current: Tensor,
+    v_th: Tensor,
+    alpha: float,
+    dt: float,
+    tau: float = 1.0,
+    vth_grad: VthGrad = "official",
+) -> Tensor:
+    """DSR-LIF output spikes o[n] = v_th s[n] / dt, [T, B, ...]; autograd gives DSR gradients."""
+    lif_vth_factor(dt, vth_grad)  # validates early, not in backward
+    return LIFSpike.apply(current, v_th, alpha, dt, tau, vth_grad)
+
+
+# ---- modules -----------------------------------------------------------------------------------
+
+
+class DSRNeuron(nn.Module):
+    """Base of the DSR neuron modules: a trainable scalar v_th projected to >= lower_bound.
+
+    `phase` is set by `dsr.layers.phase()`: "spike" runs T steps (autograd = exact DSR gradient);
+    "record" runs T steps and keeps what the representation pass needs; "represent" returns
+    the recorded representation carrying the DSR gradient at batch B (the fast mode).
+    """
+
+    phase: str = "spike"
+
+    def __init__(self, T: int, v_th: float, lower_bound: float, alpha: float):
+        super().__init__()
+        if T < 1:
+            raise ValueError(f"time steps T must be >= 1, got {T}")
+        self.T, self.alpha, self.lower_bound = T, alpha, lower_bound
+        self.v_th = nn.Parameter(torch.tensor(float(v_th)))
+        self._record: dict[str, Tensor] = {}
+        self.last_spike_count: Tensor | None = None  # filled in eval for firing-rate metrics
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, alpha={self.alpha}, lower_bound={self.lower_bound}"
+
+    @property
+    def amplitude(self) -> Tensor:
+        """Value of one output spike (v_th for IF, v_th/dt for LIF): a spike counts once anyway."""
+        return self.v_th.detach()
+
+    def _steps(self, current: Tensor) -> Tensor:
+        # [1, B, ...] constant input -> [T, B, ...] view (direct encoding)
+        return current.expand(self.T, *current.shape[1:]) if current.shape[0] == 1 else current
+
+    def forward(self, current: Tensor) -> Tensor:
+        with torch.no_grad():
+            self.v_th.clamp_(min=self.lower_bound)  # projection before every use (spec section 1)
+        if self.phase == "represent":
+            return self._represent(current)
+        x = self._steps(current)
+        if x.shape[0] != self.T:
+            raise ValueError(f"{type(self).__name__} expects {self.T} time steps, got {x.shape[0]}")
+        if self.phase == "record":
+            o = self._spike_nograd(x)
+            self._record = self._make_record(x, o)
+            return o
+        return self._spike(x)
+
+    def _represent(self, z: Tensor) -> Tensor:
+        # z [1, B, ...]: the layer input built from representations; its value equals the recorded
+        # mean input up to rounding, so the masks come from the record (exact boundaries).
+        r = self._record
+        if not r:
+            raise RuntimeError("representation pass without a recorded spike pass")
+        s = z * r["pass"] * self._input_scale() + self.v_th * r["above"] * self._vth_scale()
+        return s + (r["carrier"].unsqueeze(0) - s).detach()
+
+    def readout(self, o: Tensor) -> Tensor:
+        """Network output from the last neuron layer's spikes: its representation [B, ...]."""
+        if self.phase == "represent":
+            return o[0]
+        return self.represent_seq(o)
+
+    def time_mean(self, x: Tensor) -> Tensor:
+        """How a sequence feeding this layer reduces to its representation: the plain mean."""
+        return x.mean(0)
+
+
+class IFNeuron(DSRNeuron):
+    """DSR-IF layer. Defaults: v_th 6, lower bound 0.1 (supplement; official 0.01), alpha 0.5."""
+
+    def __init__(self, T: int, v_th: float = 6.0, lower_bound: float = 0.1, alpha: float = 0.5):
+        super().__init__(T, v_th, lower_bound, alpha)
+
+    def _spike(self, x: Tensor) -> Tensor:
+        return if_spikes(x, self.v_th, self.alpha)
+
+    def _spike_nograd(self, x: Tensor) -> Tensor:
+        return if_forward(x, self.v_th.detach(), self.alpha)
+
+    def represent_seq(self, o: Tensor) -> Tensor:
+        return firing_rate(o)
+
+    def spikes_from_output(self, o: Tensor) -> Tensor:
+        return o / self.v_th.detach()
+
+    def _make_record(self, x: Tensor, o: Tensor) -> dict[str, Tensor]:
+        pass_, above = if_masks(x.mean(0), self.v_th.detach())
+        return {"pass": pass_, "above": above, "carrier": firing_rate(o)}
+
+    def _input_scale(self) -> float:
+        return 1.0
+
+    def _vth_scale(self) -> float:
+        return 1.0
+
+
+class LIFNeuron(DSRNeuron):
+    """DSR-LIF layer (tau = 1). Table S2 gives v_th, lower bound, dt and alpha per T.
+
+    `rule` decides what the fast mode differentiates. "official" reproduces the official backward:
+    every hidden layer passes G = T * weighted-mean(dL/do), spread uniformly over time, so weight
+    gradients see the plain firing rate of the layer below and the output layer's gradient is
+    scaled by c = T sum_n w_n^2 (w normalised, c >= 1). "representation" differentiates the
+    weighted representations themselves (the paper's Eq. 14 as a graph): weight gradients see
+    weighted rates and c = 1. Both give identical forward values.
+    """
+
+    def __init__(
+        self,
+        T: int,
+        v_th: float = 0.3,
+        lower_bound: float = 0.0005,
+        alpha: float = 0.3,
+        dt: float = 0.05,
+        tau: float = 1.0,
+        vth_grad: VthGrad = "official",
+        rule: LIFRule = "official",
+    ):
+        super().__init__(T, v_th, lower_bound, alpha)
+        lif_vth_factor(dt, vth_grad)
+        if rule not in ("official", "representation"):
+            raise ValueError(f"LIF rule must be 'official' or 'representation', got {rule!r}")
+        self.dt, self.tau, self.vth_grad, self.rule = dt, tau, vth_grad, rule
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", dt={self.dt}, vth_grad={self.vth_grad}, rule={self.rule}"
+
+    @property
+    def amplitude(self) -> Tensor:
+        return self.v_th.detach() / self.dt
+
+    def _spike(self, x: Tensor) -> Tensor:
+        return lif_spikes(x, self.v_th, self.alpha, self.dt, self.tau, self.vth_grad)
+
+    def _spike_nograd(self, x: Tensor) -> Tensor:
+        return lif_forward(x, self.v_th.detach(), self.alpha, self.dt, self.tau)
+
+    def represent_seq(self, o: Tensor) -> Tensor:
+        return weighted_firing_rate(o, self.dt, self.tau)
+
+    def spikes_from_output(self, o: Tensor) -> Tensor:
+        return o * self.dt / self.v_th.detach()
+
+    def output_grad_scale(self) -> float:
+        """c = T sum_n w_n^2 (normalised weights): official G / dL/da at the output layer."""
+        if self.rule == "representation":
+            return 1.0
+        return float(self.T * (lif_weights(self.T, self.dt, self.tau) ** 2).sum())
+
+    def time_mean(self, x: Tensor) -> Tensor:
+        """How this rule reduces a sequence feeding the layer: plain or weighted mean over time."""
+        if self.rule == "official":
+            return x.mean(0)
+        return weighted_firing_rate(x, self.dt, self.tau)
+
+    def _make_record(self, x: Tensor, o: Tensor) -> dict[str, Tensor]:
+        pass_, above = lif_masks(weighted_firing_rate(x, self.dt, self.tau), self.v_th.detach(),
+                                 self.dt, self.tau)
+        carrier = firing_rate(o) if self.rule == "official" else self.represent_seq(o)
+        return {"pass": pass_, "above": above, "carrier": carrier, "rep": self.represent_seq(o)}
+
+    def _input_scale(self) -> float:
+        return 1.0 / self.tau
+
+    def _vth_scale(self) -> float:
+        return lif_vth_factor(self.dt, self.vth_grad)
+
+    def readout(self, o: Tensor) -> Tensor:
+        if self.phase == "represent":
+            # value: the weighted representation; gradient: c times the carrier's (see class doc)
+            c = self.output_grad_scale()
+            return c * o[0] + (self._record["rep"] - c * o[0]).detach()
+        return self.represent_seq(o)
