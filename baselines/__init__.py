@@ -1,0 +1,40 @@
+"""Method registry: key -> "module:Class", imported lazily. One key everywhere (file, config,
+results path, table row). Out-of-tree methods join through `plugins` ({key: "module:Class"}),
+which the CLI takes as `--plugin key=module:Class` and the workflow from its config.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+METHODS: dict[str, str] = {
+    "dsr-if": "dsr.method:DSRIF",
+    "dsr-lif": "dsr.method:DSRLIF",
+}
+
+
+class UnknownMethod(ValueError):
+    pass
+
+
+def names(plugins: dict[str, str] | None = None) -> list[str]:
+    return sorted({**METHODS, **(plugins or {})})
+
+
+def get(key: str, plugins: dict[str, str] | None = None) -> type:
+    """The method class registered as `key` (built-in or plugin)."""
+    table = {**METHODS, **(plugins or {})}
+    if key not in table:
+        raise UnknownMethod(f"unknown method {key!r}; choose one of {', '.join(names(plugins))} "
+                            "or add one with --plugin KEY=module:Class")
+    target = table[key]
+    module_name, _, cls_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise UnknownMethod(f"method {key!r} points at {target!r}, which does not import ({e}); "
+                            "check the module path and that it is on PYTHONPATH") from None
+    if getattr(cls, "key", key) != key:
+        raise UnknownMethod(f"method class {target} declares key {cls.key!r} but is registered "
+                            f"as {key!r}; use one name everywhere")
+    return cls

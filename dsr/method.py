@@ -1,0 +1,152 @@
+"""Methods as plug-ins: a base class with working defaults, and DSR itself (`dsr-if`, `dsr-lif`).
+
+A method says how to build its model, its loss, what happens before training, how it produces
+logits at evaluation and which layers spike; the harness (`dsr.train`) does everything else.
+Hyperparameters are the fields of the method's `Params` dataclass, defaults from its paper;
+`--set key=value` overrides them and unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dsr import models
+from dsr.layers import fast_forward
+from dsr.neuron import IFNeuron, LIFNeuron
+
+if TYPE_CHECKING:
+    from dsr.config import RunConfig
+    from dsr.data import DataInfo, Dataset
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class Method:
+    """Defaults: build `arch` with `neuron_factory()`, cross-entropy on `model(x)`, no pre-training."""
+
+    key: ClassVar[str] = ""
+    category: ClassVar[str] = ""  # table grouping: ours, surrogate gradient, ANN-to-SNN conversion
+    neuron: ClassVar[str] = ""  # recorded as metrics.json "neuron"
+    modes: ClassVar[tuple[str, ...]] = ("exact",)  # the first is the default
+    spiking: ClassVar[bool] = True
+    output_neuron: ClassVar[bool] = True  # the architectures' official head ends in a neuron
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.T = cfg.time_steps
+        self.p = self.Params(**cfg.params)
+
+    @classmethod
+    def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
+        """The paper's hyperparameters for this T and dataset (override for T-dependent ones)."""
+        return dataclasses.asdict(cls.Params())
+
+    def neuron_factory(self) -> models.NeuronFactory:
+        raise NotImplementedError
+
+    def build(self, arch: str, info: DataInfo) -> nn.Module:
+        t = self.cfg.train
+        kw: dict[str, Any] = dict(num_classes=info.num_classes, in_channels=info.in_channels,
+                                  dropout=t.dropout, output_neuron=self.output_neuron)
+        if t.base_width is not None:
+            kw["base_width"] = t.base_width
+        if arch.startswith("preact_resnet"):
+            kw["stem"] = t.stem
+        if arch == "vgg11":
+            kw["input_size"] = info.image_size
+        return models.create(arch, self.neuron_factory(), **kw)
+
+    def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
+        """Before training (e.g. ANN pre-training); `trainer` offers `fit(model, method, epochs)`."""
+        return model
+
+    def train_outputs(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model(x)
+
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, y)
+
+    def inference_model(self, model: nn.Module, data: Dataset) -> nn.Module:
+        """The network evaluated (conversion methods build their SNN here)."""
+        return model
+
+    @torch.no_grad()
+    def logits(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model(x)
+
+    def spiking_layers(self, model: nn.Module) -> list[nn.Module]:
+        """Layers whose outputs are spikes (one per element per step at most), forward order."""
+        return model.neurons() if self.spiking else []
+
+
+# ---- DSR (Meng et al., CVPR 2022) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DSRIFParams:
+    v_th: float = 6.0  # supplement C.4
+    lower_bound: float = 0.1  # supplement C.4 (official code and README: 0.01)
+    alpha: float = 0.5
+
+
+# Table S2 (tau = 1): T -> (initial v_th, lower bound, dt, alpha)
+LIF_TABLE_S2 = {20: (0.3, 0.0005, 0.05, 0.3), 15: (0.3, 0.0005, 0.05, 0.4),
+                10: (0.3, 0.0005, 0.05, 0.4), 5: (0.6, 0.001, 0.1, 0.5)}
+
+
+@dataclass(frozen=True)
+class DSRLIFParams:
+    v_th: float = 0.3
+    lower_bound: float = 0.0005
+    dt: float = 0.05
+    alpha: float = 0.3
+    tau: float = 1.0
+    vth_grad: str = "official"  # official (dt factor) | analytic (1/dt)
+    rule: str = "official"  # fast-mode LIF gradient: official | representation (dsr.neuron)
+
+
+class DSRMethod(Method):
+    category = "ours"
+    modes = ("fast", "exact")
+
+    def train_outputs(self, model: nn.Module, x: Tensor) -> Tensor:
+        if self.cfg.mode == "fast":
+            return fast_forward(getattr(model, "module", model), x)
+        return model(x)
+
+
+class DSRIF(DSRMethod):
+    key, neuron, Params = "dsr-if", "IF", DSRIFParams
+
+    def neuron_factory(self) -> models.NeuronFactory:
+        p = self.p
+        return functools.partial(IFNeuron, self.T, v_th=p.v_th, lower_bound=p.lower_bound,
+                                 alpha=p.alpha)
+
+
+class DSRLIF(DSRMethod):
+    key, neuron, Params = "dsr-lif", "LIF", DSRLIFParams
+
+    @classmethod
+    def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
+        # the nearest Table S2 row (the table covers T = 5, 10, 15, 20)
+        row = LIF_TABLE_S2[min(LIF_TABLE_S2, key=lambda t: (abs(t - time_steps), t))]
+        v_th, lb, dt, alpha = row
+        return dataclasses.asdict(DSRLIFParams(v_th=v_th, lower_bound=lb, dt=dt, alpha=alpha))
+
+    def neuron_factory(self) -> models.NeuronFactory:
+        p = self.p
+        return functools.partial(LIFNeuron, self.T, v_th=p.v_th, lower_bound=p.lower_bound,
+                                 alpha=p.alpha, dt=p.dt, tau=p.tau, vth_grad=p.vth_grad,
+                                 rule=p.rule)

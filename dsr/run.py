@@ -1,0 +1,114 @@
+"""`python -m dsr.run`: train and evaluate one configuration, write one metrics.json.
+
+    python -m dsr.run --method dsr-if --dataset digits --time-steps 4 --seed 0 \
+        --out results/runs/digits/preact_resnet8/dsr-if/T4/seed0/metrics.json
+
+Defaults are the paper's per dataset and method; `--set key=value` overrides any harness or
+method hyperparameter (unknown keys are errors). Errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import baselines
+from dsr import models
+from dsr.config import (
+    DATASET_DEFAULTS,
+    MODES,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    split_overrides,
+    train_config,
+)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dsr.run", description=__doc__.split("\n")[0])
+    p.add_argument("--method", required=True, help="method key, e.g. dsr-if, dsr-lif, sg-bptt")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASET_DEFAULTS))
+    p.add_argument("--time-steps", type=positive_int, required=True, help="T (the paper's N)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", help="architecture (default: the dataset's, e.g. preact_resnet18)")
+    p.add_argument("--epochs", type=positive_int, help="default: the paper's for the dataset")
+    p.add_argument("--mode", choices=MODES, help="DSR gradient: fast (default) or exact")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a harness or method hyperparameter (repeatable)")
+    p.add_argument("--plugin", action="append", default=[], metavar="KEY=MODULE:CLASS",
+                   help="register an out-of-tree method (repeatable)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--out", required=True, type=Path, help="path of the metrics.json to write")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
+    """Command-line arguments -> one frozen RunConfig (+ plugins); raises ConfigError."""
+    plugins = split_overrides(args.plugin)
+    for key, target in plugins.items():
+        if ":" not in target:
+            raise ConfigError(f"--plugin {key}={target}: expected KEY=module:Class")
+    method_cls = baselines.get(args.method, plugins)
+    arch = args.arch or DATASET_DEFAULTS[args.dataset]["arch"]
+    if arch not in models.names():
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(models.names())}")
+    mode = args.mode or method_cls.modes[0]
+    if mode not in method_cls.modes:
+        raise ConfigError(f"--mode {mode} is not available for {args.method} (it has "
+                          f"{', '.join(method_cls.modes)}); fast mode is DSR's")
+    overrides = split_overrides(args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = str(args.epochs)
+    if args.device is not None:
+        overrides["device"] = args.device
+    params_cls = method_cls.Params
+    known = {f.name for f in dataclasses.fields(TrainConfig)} | {
+        f.name for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} for --set; valid keys: "
+                          f"{', '.join(sorted(known))}")
+    train = train_config(args.dataset, args.time_steps, overrides)
+    params = apply_overrides(params_cls, method_cls.default_params(args.time_steps, args.dataset),
+                             overrides)
+    params_cls(**params)  # validates types/values the method checks in __post_init__
+    cfg = RunConfig(method=args.method, dataset=args.dataset, arch=arch,
+                    time_steps=args.time_steps, seed=args.seed, mode=mode, train=train,
+                    params=params)
+    return cfg, plugins
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from dsr.data import DataError
+    from dsr.results import ResultError
+    from dsr.train import TrainingError, run
+
+    try:
+        cfg, plugins = resolve(args)
+        run(cfg, args.out, plugins, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except (ConfigError, baselines.UnknownMethod, DataError, ResultError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last epoch checkpoint is kept; rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

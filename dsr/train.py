@@ -1,0 +1,295 @@
+"""The shared harness: one run = data, method, optimiser, schedule, epochs, metrics.json.
+
+Reads top to bottom: set-up -> resume -> epochs (train, evaluate, checkpoint) -> final metrics.
+Deterministic on CPU given the seed: batches depend on (seed, epoch) only and the RNG state is
+checkpointed, so a run killed at any point and rerun with the same arguments resumes and ends
+with the same metrics. Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU);
+DDP averages gradients, so dL/dv_th is never multiplied by the number of processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from tqdm import tqdm
+
+import baselines
+from dsr import data as dsr_data
+from dsr import metrics as M
+from dsr.config import RunConfig
+from dsr.method import Method
+from dsr.results import ROOT, SCHEMA_VERSION, atomic_write, write_metrics
+
+PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (non-finite loss, incompatible checkpoint); message says why."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def init_distributed(device: torch.device) -> Dist:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Dist()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend)
+    return Dist(torch_dist.get_rank(), torch_dist.get_world_size())
+
+
+def lr_lambda(warmup: int, total: int):
+    """Linear warm-up over `warmup` iterations, then cosine annealing to 0 at `total`."""
+
+    def f(it: int) -> float:
+        if it < warmup:
+            return (it + 1) / warmup
+        progress = (it - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    # weight decay on every parameter, v_th included, as the official code does
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum,
+                               weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+def provenance(device: torch.device, start: str, world_size: int) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    packages["python"] = platform.python_version()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status),
+            "packages": packages, "device": f"{device.type}: {name or platform.machine()}",
+            "start_time": start, "end_time": now(), "hostname": socket.gethostname(),
+            "world_size": world_size}
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class Trainer:
+    """Trains `method` on `data` for the run `cfg`; `fit` is reusable for ANN pre-training."""
+
+    def __init__(self, cfg: RunConfig, method: Method, data: dsr_data.Dataset,
+                 device: torch.device, dist: Dist, log=print):
+        self.cfg, self.method, self.data, self.device, self.dist = cfg, method, data, device, dist
+        self.log = log
+
+    def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int) -> float:
+        t = self.cfg.train
+        model.train()
+        batches = self.data.batches("train", t.batch_size, epoch=epoch, seed=self.cfg.seed,
+                                    device=self.device, rank=self.dist.rank,
+                                    world_size=self.dist.world_size)
+        n = self.data.num_batches("train", t.batch_size, world_size=self.dist.world_size)
+        total, count = 0.0, 0
+        bar = tqdm(batches, total=n, desc=f"epoch {epoch + 1}", leave=False, disable=None,
+                   file=sys.stderr)
+        for x, y in bar:
+            loss = method.loss(method.train_outputs(model, x), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}; the "
+                                    "last good checkpoint is kept: lower lr or check the data")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, count = total + loss.item() * len(y), count + len(y)
+        return total / max(1, count)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, method: Method) -> tuple[float, M.SpikeCounter]:
+        net = method.inference_model(model, self.data)
+        net.eval()
+        counter = M.SpikeCounter(method.spiking_layers(net))
+        correct = seen = 0
+        with counter.attach():
+            for x, y in self.data.batches("test", self.cfg.train.eval_batch_size,
+                                          device=self.device):
+                correct += int((method.logits(net, x).argmax(-1) == y).sum())
+                seen += len(y)
+        return correct / max(1, seen), counter
+
+    def fit(self, model: nn.Module, method: Method, epochs: int) -> None:
+        """Plain training for `epochs` (no checkpoints): used for pre-training stages."""
+        opt = make_optimizer(model, self.cfg)
+        n = self.data.num_batches("train", self.cfg.train.batch_size,
+                                  world_size=self.dist.world_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lr_lambda(self.cfg.train.warmup_iters, epochs * n))
+        for epoch in range(epochs):
+            loss = self.train_epoch(model, method, opt, sched, epoch)
+            self.log(f"[pre-train {method.key or type(method).__name__}] epoch {epoch + 1}/"
+                     f"{epochs} loss {loss:.4f}")
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.parent / "checkpoint.pt"
+
+
+def load_checkpoint(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or not a checkpoint: never a bare traceback
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
+                            "restart this run from scratch") from None
+    if not isinstance(ckpt, dict) or ckpt.get("config_hash") != cfg.hash:
+        raise TrainingError(f"{path}: checkpoint of a different configuration; delete it to "
+                            "restart, or rerun with the arguments that wrote it")
+    return ckpt
+
+
+def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print) -> dict:
+    """Train and evaluate one configuration; write `out` (metrics.json) atomically at the end."""
+    start = now()
+    device = pick_device(cfg.train.device)
+    dist = init_distributed(device)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    t = cfg.train
+    data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
+                         train_subset=t.train_subset, dvs_split=t.dvs_split, frames=t.frames)
+    method: Method = baselines.get(cfg.method, plugins)(cfg)
+    model = method.build(cfg.arch, data.info).to(device)
+    trainer = Trainer(cfg, method, data, device, dist, log)
+
+    ckpt_path = checkpoint_path(out)
+    ckpt = load_checkpoint(ckpt_path, cfg)
+    history: dict[str, list] = {"accuracy": [], "loss": [], "seconds": [], "rate": []}
+    if ckpt is None:
+        model = method.prepare(model, data, trainer).to(device)
+    train_model = model
+    if dist.world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    opt = make_optimizer(model, cfg)
+    n_batches = data.num_batches("train", t.batch_size, world_size=dist.world_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n_batches))
+    first = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        history, first = ckpt["history"], ckpt["epoch"]
+        log(f"resuming {out} from epoch {first} ({ckpt_path})")
+
+    for epoch in range(first, t.epochs):
+        t0 = time.perf_counter()
+        loss = trainer.train_epoch(train_model, method, opt, sched, epoch)
+        M.sync(device)
+        seconds = time.perf_counter() - t0
+        acc, counter = trainer.evaluate(model, method)
+        history["accuracy"].append(acc)
+        history["loss"].append(loss)
+        history["seconds"].append(seconds)
+        history["rate"].append(counter.total())
+        rate = "-" if counter.total() is None else f"{100 * counter.total():.2f}%"
+        log(f"[{cfg.method} {cfg.dataset} T={cfg.time_steps} seed={cfg.seed}] epoch "
+            f"{epoch + 1}/{t.epochs} loss {loss:.4f} acc {100 * acc:.2f}% rate {rate} "
+            f"{seconds:.1f}s")
+        if dist.main:
+            state = {"config_hash": cfg.hash, "epoch": epoch + 1, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "rng": torch.get_rng_state(), "history": history}
+            atomic_write(ckpt_path, lambda f, s=state: torch.save(s, f), mode="wb")
+        if t.fail_at_epoch is not None and epoch + 1 == t.fail_at_epoch:
+            raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate failure "
+                                "for testing retries); remove the setting to train normally")
+
+    metrics = final_metrics(cfg, method, trainer, model, history, start, dist)
+    if dist.main:
+        write_metrics(out, metrics)
+    return metrics
+
+
+def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, model: nn.Module,
+                  history: dict[str, list], start: str, dist: Dist) -> dict[str, Any]:
+    device, data = trainer.device, trainer.data
+    _, counter = trainer.evaluate(model, method)
+    net = method.inference_model(model, data).eval()
+    names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]
+    x, _ = next(iter(data.batches("test", cfg.train.eval_batch_size, device=device)))
+    one = x[..., :1, :, :, :] if x.dim() == 5 else x[:1]
+    fn = lambda inp: method.logits(net, inp)  # noqa: E731
+    reps = cfg.train.latency_batches
+    ms = {"batch_1": M.latency_ms(fn, one, reps), f"batch_{x.shape[-4]}": M.latency_ms(fn, x, reps)}
+    peak, kind = M.peak_memory(device)
+    best = max(range(len(history["accuracy"])), key=lambda i: history["accuracy"][i])
+    info = data.info
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "method": cfg.method, "category": method.category, "dataset": cfg.dataset,
+        "arch": cfg.arch, "neuron": method.neuron, "time_steps": cfg.time_steps,
+        "seed": cfg.seed, "mode": cfg.mode, "epochs": cfg.train.epochs,
+        "data": {"name": info.name, "num_classes": info.num_classes,
+                 "train_size": info.train_size, "test_size": info.test_size,
+                 "split": info.split, "source": info.source,
+                 "preprocessing": info.preprocessing},
+        "accuracy": {"best": history["accuracy"][best], "final": history["accuracy"][-1],
+                     "best_epoch": best + 1, "per_epoch": history["accuracy"],
+                     "validation_selected": None},
+        "train_loss": history["loss"],
+        "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
+                        "total": counter.total(), "per_epoch_total": history["rate"]},
+        "synops": M.synops(net, method, data, device, cfg),
+        "latency": {"time_steps": cfg.time_steps, "ms_per_sample": ms, "device": str(device)},
+        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": peak,
+                 "peak_memory_kind": kind},
+        "config": cfg.to_dict(), "config_hash": cfg.hash,
+        "provenance": provenance(device, start, dist.world_size),
+    }
