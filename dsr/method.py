@@ -32,7 +32,7 @@ class NoParams:
 
 
 class Method:
-    """Defaults: build `arch` with `neuron_factory()`, cross-entropy on `model(x)`, no pre-training."""
+    """Defaults: build `arch` from `neuron_factory()`, cross-entropy on `model(x)`, no pre-train."""
 
     key: ClassVar[str] = ""
     category: ClassVar[str] = ""  # table grouping: ours, surrogate gradient, ANN-to-SNN conversion
@@ -68,7 +68,7 @@ class Method:
         return models.create(arch, self.neuron_factory(), **kw)
 
     def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
-        """Before training (e.g. ANN pre-training); `trainer` offers `fit(model, method, epochs)`."""
+        """Before training (e.g. ANN pre-training); `trainer.fit(model, method, epochs)` helps."""
         return model
 
     def train_outputs(self, model: nn.Module, x: Tensor) -> Tensor:

@@ -65,7 +65,8 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
     method_cls = baselines.get(args.method, plugins)
     arch = args.arch or DATASET_DEFAULTS[args.dataset]["arch"]
     if arch not in models.names():
-        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(models.names())}")
+        valid = ", ".join(models.names())
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {valid}")
     mode = args.mode or method_cls.modes[0]
     if mode not in method_cls.modes:
         raise ConfigError(f"--mode {mode} is not available for {args.method} (it has "

@@ -56,7 +56,7 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+        raise TrainingError(f"--device {name}: CUDA is not available; use --device cpu or auto")
     return device
 
 
