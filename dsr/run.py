@@ -38,8 +38,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (argparse's default adds the whole usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see python -m dsr.run --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dsr.run", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m dsr.run", description=__doc__.split("\n")[0])
     p.add_argument("--method", required=True, help="method key, e.g. dsr-if, dsr-lif, sg-bptt")
     p.add_argument("--dataset", required=True, choices=sorted(DATASET_DEFAULTS))
     p.add_argument("--time-steps", type=positive_int, required=True, help="T (the paper's N)")

@@ -129,10 +129,14 @@ class Trainer:
     def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int) -> float:
         t = self.cfg.train
         model.train()
+        # batch_size is the global batch; each rank takes its share (the data layer's contract);
+        # under DDP the ragged last batch is dropped so no rank gets an empty share
+        ddp = self.dist.world_size > 1
         batches = self.data.batches("train", t.batch_size, epoch=epoch, seed=self.cfg.seed,
                                     device=self.device, rank=self.dist.rank,
-                                    world_size=self.dist.world_size)
-        n = self.data.num_batches("train", t.batch_size, world_size=self.dist.world_size)
+                                    world_size=self.dist.world_size, drop_last=ddp)
+        n = self.data.num_batches("train", t.batch_size, world_size=self.dist.world_size,
+                                  drop_last=ddp)
         total, count = 0.0, 0
         bar = tqdm(batches, total=n, desc=f"epoch {epoch + 1}", leave=False, disable=None,
                    file=sys.stderr)
@@ -164,8 +168,9 @@ class Trainer:
     def fit(self, model: nn.Module, method: Method, epochs: int) -> None:
         """Plain training for `epochs` (no checkpoints): used for pre-training stages."""
         opt = make_optimizer(model, self.cfg)
+        ddp = self.dist.world_size > 1
         n = self.data.num_batches("train", self.cfg.train.batch_size,
-                                  world_size=self.dist.world_size)
+                                  world_size=self.dist.world_size, drop_last=ddp)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lr_lambda(self.cfg.train.warmup_iters, epochs * n))
         for epoch in range(epochs):
@@ -217,7 +222,8 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
         ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = make_optimizer(model, cfg)
-    n_batches = data.num_batches("train", t.batch_size, world_size=dist.world_size)
+    n_batches = data.num_batches("train", t.batch_size, world_size=dist.world_size,
+                                 drop_last=dist.world_size > 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n_batches))
     first = 0
     if ckpt is not None:
