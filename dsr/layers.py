@@ -8,10 +8,11 @@ fast mode (`fast_forward`): the T-step network runs once under no_grad ("record"
 modules run once more at batch B on representations ("represent"): synaptic layers are linear
 and time-invariant, so conv(mean_n o[n]) = mean_n conv(o[n]); each neuron returns its recorded
 representation carrying the clamp's gradient (the DSR rule). BN uses the recorded T x B mean
-and variance as values and the batch-B statistics for gradients: the gradient reaching every
-neuron, v_th and BN parameter then equals exact mode's; only conv/linear weight gradients lose
-BN's variance-coupling term (the covariance over time of spikes and currents) in training mode.
-With BN in eval mode the two modes agree to rounding.
+and variance as values and the batch-B statistics for gradients. With BN in eval mode the two
+modes agree to rounding. In training mode, for IF, every neuron, v_th and BN-parameter gradient
+still equals exact mode's and only conv/linear weight gradients lose BN's variance-coupling term
+(the covariance over time of spikes and currents); for LIF the official rule's lam-weighted sum
+over time also carries part of that term, so hidden thresholds and BN parameters differ slightly.
 """
 
 from __future__ import annotations
@@ -82,11 +83,15 @@ class TBatchNorm(nn.Module):
         flat = x.flatten(0, 1)  # [T*B, C, ...]
         if self.phase == "represent" and self.training:
             return self._represent(flat).unflatten(0, (T, B))
-        if self.phase == "record" and self.training:
-            dims = [0, *range(2, flat.dim())]
-            self._stats = (flat.mean(dims), flat.var(dims, unbiased=False))
         if self.training:
             self.num_batches_tracked += 1
+        if self.phase == "record" and self.training:
+            # the kernel's own batch statistics: a separate var() pass costs twice the BN itself
+            y, mean, invstd = torch.native_batch_norm(flat, self.weight, self.bias,
+                                                      self.running_mean, self.running_var, True,
+                                                      self.momentum, self.eps)
+            self._stats = (mean, invstd.pow(-2) - self.eps)  # biased variance over T x B
+            return y.unflatten(0, (T, B))
         y = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
                          self.training, self.momentum, self.eps)
         return y.unflatten(0, (T, B))
@@ -95,8 +100,7 @@ class TBatchNorm(nn.Module):
         if self._stats is None:
             raise RuntimeError("representation pass without a recorded spike pass")
         mean_tb, var_tb = self._stats
-        dims = [0, *range(2, flat.dim())]
-        mean_b, var_b = flat.mean(dims), flat.var(dims, unbiased=False)
+        var_b, mean_b = torch.var_mean(flat, [0, *range(2, flat.dim())], correction=0)
         mean = mean_b + (mean_tb - mean_b).detach()  # value: T x B statistics
         var = var_b + (var_tb - var_b).detach()  # gradient: through the batch-B statistics
         shape = [1, -1] + [1] * (flat.dim() - 2)

@@ -224,8 +224,10 @@ class ReLU(nn.Module):
 
 def load_ann_weights(snn: nn.Module, ann_state: dict[str, Tensor]) -> None:
     """Load an ANN twin's weights into an SNN of the same architecture (thresholds excepted)."""
-    missing, unexpected = snn.load_state_dict(ann_state, strict=False)
-    bad = [k for k in missing if not k.endswith("v_th")] + list(unexpected)
+    own = snn.state_dict()
+    bad = sorted(set(ann_state).symmetric_difference(k for k in own if not k.endswith("v_th")))
+    bad += [k for k in ann_state if k in own and own[k].shape != ann_state[k].shape]
     if bad:
         raise ValueError(f"ANN and SNN architectures differ at {bad[:5]}: build both with the "
                          "same architecture name and kwargs")
+    snn.load_state_dict(ann_state, strict=False)

@@ -30,30 +30,38 @@ LIFRule = Literal["official", "representation"]
 # ---- pure functions: forward dynamics, representations, gradients -----------------------------
 
 
+@torch.no_grad()  # a Heaviside train has no useful autograd gradient; if_spikes adds DSR's
 def if_forward(current: Tensor, v_th: Tensor, alpha: float) -> Tensor:
     """IF dynamics (Eq. 4 with soft reset). current [T, B, ...] -> o [T, B, ...] in {0, v_th}."""
-    v = torch.zeros_like(current[0])
-    o = torch.empty_like(current)
+    # hot loop of every forward: in-place updates into preallocated buffers, 4 kernels per step
+    o = torch.empty_like(current)  # [T, B, ...]
+    v = current[0].clone()  # v[1] = 0 + I[1]
+    s = torch.empty(v.shape, dtype=torch.bool, device=v.device)
     fire_at = alpha * v_th
     for n in range(current.shape[0]):
-        v += current[n]
-        s = (v >= fire_at).to(current.dtype)
-        o[n] = s * v_th
-        v -= o[n]
+        if n:
+            v.add_(current[n])
+        torch.ge(v, fire_at, out=s)
+        torch.mul(s, v_th, out=o[n])
+        v.sub_(o[n])
     return o
 
 
+@torch.no_grad()
 def lif_forward(current: Tensor, v_th: Tensor, alpha: float, dt: float, tau: float = 1.0) -> Tensor:
     """LIF dynamics (Eq. 5, soft reset). current [T, B, ...] -> o [T, B, ...] in {0, v_th/dt}."""
     lam = math.exp(-dt / tau)
-    v = torch.zeros_like(current[0])
-    o = torch.empty_like(current)
-    fire_at = alpha * v_th
+    o = torch.empty_like(current)  # [T, B, ...]
+    v = torch.mul(current[0], 1.0 - lam)  # v[1] = lam 0 + (1 - lam) I[1]
+    s = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+    reset = torch.empty_like(v)
+    fire_at, amplitude = alpha * v_th, v_th / dt
     for n in range(current.shape[0]):
-        v.mul_(lam).add_(current[n], alpha=1.0 - lam)
-        s = (v >= fire_at).to(current.dtype)
-        v -= s * v_th
-        o[n] = s * (v_th / dt)
+        if n:
+            v.mul_(lam).add_(current[n], alpha=1.0 - lam)
+        torch.ge(v, fire_at, out=s)
+        v.sub_(torch.mul(s, v_th, out=reset))
+        torch.mul(s, amplitude, out=o[n])
     return o
 
 
@@ -189,7 +197,6 @@ class DSRNeuron(nn.Module):
         self.T, self.alpha, self.lower_bound = T, alpha, lower_bound
         self.v_th = nn.Parameter(torch.tensor(float(v_th)))
         self._record: dict[str, Tensor] = {}
-        self.last_spike_count: Tensor | None = None  # filled in eval for firing-rate metrics
 
     def extra_repr(self) -> str:
         return f"T={self.T}, alpha={self.alpha}, lower_bound={self.lower_bound}"
@@ -204,8 +211,9 @@ class DSRNeuron(nn.Module):
         return current.expand(self.T, *current.shape[1:]) if current.shape[0] == 1 else current
 
     def forward(self, current: Tensor) -> Tensor:
-        with torch.no_grad():
-            self.v_th.clamp_(min=self.lower_bound)  # projection before every use (spec section 1)
+        # projection before every use (spec section 1); through .data so a graph that saved v_th
+        # in an earlier forward (two forwards, one backward) stays valid
+        self.v_th.data.clamp_(min=self.lower_bound)
         if self.phase == "represent":
             return self._represent(current)
         x = self._steps(current)
@@ -215,6 +223,8 @@ class DSRNeuron(nn.Module):
             o = self._spike_nograd(x)
             self._record = self._make_record(x, o)
             return o
+        if not torch.is_grad_enabled():  # inference: skip what backward would save
+            return self._spike_nograd(x)
         return self._spike(x)
 
     def _represent(self, z: Tensor) -> Tensor:
