@@ -57,6 +57,8 @@ class TrainConfig:
     stem: str = "cifar"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     latency_batches: int = 5  # timed batches for inference latency
+    pj_per_ac: float = 0.9  # energy per accumulate, 45 nm (Horowitz 2014)
+    pj_per_mac: float = 4.6  # energy per multiply-accumulate, 45 nm
     fail_at_epoch: int | None = None  # raise after this epoch's checkpoint (tests retries)
 
     def __post_init__(self) -> None:

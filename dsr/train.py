@@ -266,8 +266,11 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
 def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, model: nn.Module,
                   history: dict[str, list], start: str, dist: Dist) -> dict[str, Any]:
     device, data = trainer.device, trainer.data
-    _, counter = trainer.evaluate(model, method)
     net = method.inference_model(model, data).eval()
+    counter = M.SpikeCounter(method.spiking_layers(net))
+    with counter.attach():  # firing rates over the same whole-test-set pass that counts SynOps
+        synops = M.synops(net, method, data, device, cfg, cfg.train.pj_per_ac,
+                          cfg.train.pj_per_mac)
     names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]
     x, _ = next(iter(data.batches("test", cfg.train.eval_batch_size, device=device)))
     one = x[..., :1, :, :, :] if x.dim() == 5 else x[:1]
@@ -292,7 +295,7 @@ def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, model: nn.Mo
         "train_loss": history["loss"],
         "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
                         "total": counter.total(), "per_epoch_total": history["rate"]},
-        "synops": M.synops(net, method, data, device, cfg),
+        "synops": synops,
         "latency": {"time_steps": cfg.time_steps, "ms_per_sample": ms, "device": str(device)},
         "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": peak,
                  "peak_memory_kind": kind},
