@@ -10,6 +10,12 @@ import importlib
 METHODS: dict[str, str] = {
     "dsr-if": "dsr.method:DSRIF",
     "dsr-lif": "dsr.method:DSRLIF",
+    "ann": "baselines.ann:ANN",
+    "sg-bptt": "baselines.sg_bptt:SGBPTT",
+    "tet": "baselines.tet:TET",
+    "plif": "baselines.plif:PLIF",
+    "conversion": "baselines.conversion:Conversion",
+    "qcfs": "baselines.qcfs:QCFS",
 }
 
 

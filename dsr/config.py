@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field, fields
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 MODES = ("exact", "fast")
 
@@ -67,10 +69,16 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("weight_decay must be >= 0 and momentum in [0, 1)")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        for name in ("warmup_iters", "latency_batches", "frames", "base_width", "fail_at_epoch"):
+            value, least = getattr(self, name), 0 if name == "warmup_iters" else 1
+            if value is not None and value < least:
+                raise ConfigError(f"{name} must be >= {least}, got {value}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.dvs_split not in ("first900", "last900"):
@@ -79,6 +87,10 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.train_subset is not None and self.train_subset < 1:
             raise ConfigError(f"train_subset must be >= 1, got {self.train_subset}")
+        if self.stem not in ("cifar", "imagenet"):
+            raise ConfigError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -103,25 +115,30 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number"}
+
+
 def parse_value(key: str, raw: str, typ: Any) -> Any:
     """Parse `raw` for a field annotated `typ` (int, float, bool, str, optional variants)."""
-    text = str(typ)
-    optional = "None" in text
+    args = get_args(typ)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), typ)
     if optional and raw.lower() in ("none", "null", ""):
         return None
     try:
-        if typ is bool or text.startswith("bool"):
+        if base is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        if typ is int or text.startswith("int"):
+        if base is int:
             return int(raw)
-        if typ is float or text.startswith("float"):
+        if base is float:
             return float(raw)
     except ValueError:
-        raise ConfigError(f"--set {key}={raw}: expected {text.replace('typing.', '')}") from None
+        raise ConfigError(f"--set {key}={raw}: expected {_KINDS[base]}"
+                          f"{' or none' if optional else ''}") from None
     return raw
 
 

@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from baselines._snn import activation_percentiles, calibration_batches
 from dsr import models
-from dsr.layers import fast_forward
+from dsr.config import ConfigError
+from dsr.layers import FastForward
 from dsr.neuron import IFNeuron, LIFNeuron
 
 if TYPE_CHECKING:
@@ -71,7 +73,12 @@ class Method:
         """Before training (e.g. ANN pre-training); `trainer.fit(model, method, epochs)` helps."""
         return model
 
+    def training_module(self, model: nn.Module) -> nn.Module:
+        """What the harness calls (and wraps in DDP) during training; `model` by default."""
+        return model
+
     def train_outputs(self, model: nn.Module, x: Tensor) -> Tensor:
+        """Outputs for the loss; `model` is `training_module(...)`, possibly inside DDP."""
         return model(x)
 
     def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
@@ -98,6 +105,15 @@ class DSRIFParams:
     v_th: float = 6.0  # supplement C.4
     lower_bound: float = 0.1  # supplement C.4 (official code and README: 0.01)
     alpha: float = 0.5
+    ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
+
+    def __post_init__(self) -> None:
+        _check_pretrain(self.ann_pretrain_epochs)
+
+
+def _check_pretrain(epochs: int) -> None:
+    if epochs < 0:
+        raise ConfigError(f"ann_pretrain_epochs must be >= 0, got {epochs}")
 
 
 # Table S2 (tau = 1): T -> (initial v_th, lower bound, dt, alpha)
@@ -114,20 +130,65 @@ class DSRLIFParams:
     tau: float = 1.0
     vth_grad: str = "official"  # official (dt factor) | analytic (1/dt)
     rule: str = "official"  # fast-mode LIF gradient: official | representation (dsr.neuron)
+    ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
+
+    def __post_init__(self) -> None:
+        _check_pretrain(self.ann_pretrain_epochs)
+
+
+# the official ImageNet calibration: 99.9th percentile over 5 batches
+HYBRID_PERCENTILE, HYBRID_CALIB_BATCHES = 99.9, 5
+
+
+class _ANNTwin(Method):
+    """The ReLU twin of a DSR network, same head (BN1d + ReLU on the logits), for pre-training."""
+
+    key, spiking = "ann-twin", False
+
+    def __init__(self, cfg: RunConfig):  # no Params of its own: the DSR run's are not its
+        self.cfg, self.T, self.p = cfg, cfg.time_steps, NoParams()
+
+    def neuron_factory(self) -> models.NeuronFactory:
+        return models.ReLU
 
 
 class DSRMethod(Method):
     category = "ours"
     modes = ("fast", "exact")
 
-    def train_outputs(self, model: nn.Module, x: Tensor) -> Tensor:
-        if self.cfg.mode == "fast":
-            return fast_forward(getattr(model, "module", model), x)
-        return model(x)
+    def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
+        """The ImageNet hybrid of the official code when ann_pretrain_epochs > 0: train the ReLU
+        twin for that many epochs, set each layer's v_th from the 99.9th percentile of the twin's
+        activations there (on training batches; the official code used 5 validation batches),
+        load the twin's weights, then DSR fine-tunes the spiking network."""
+        epochs = self.p.ann_pretrain_epochs
+        if epochs == 0:
+            return model
+        twin = _ANNTwin(self.cfg)
+        device = next(model.parameters()).device
+        ann = twin.build(self.cfg.arch, data.info).to(device)
+        trainer.fit(ann, twin, epochs)
+        batches = calibration_batches(data, self.cfg, device, HYBRID_CALIB_BATCHES)
+        clips = activation_percentiles(ann, batches, HYBRID_PERCENTILE)
+        models.load_ann_weights(model, ann.state_dict())
+        with torch.no_grad():
+            for neuron, clip in zip(model.neurons(), clips, strict=True):
+                neuron.v_th.fill_(self.v_th_for_clip(clip))
+        return model
+
+    def v_th_for_clip(self, clip: float) -> float:
+        """The v_th whose representation saturates at `clip`, the ReLU twin's calibrated clip."""
+        raise NotImplementedError
+
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return FastForward(model) if self.cfg.mode == "fast" else model
 
 
 class DSRIF(DSRMethod):
     key, neuron, Params = "dsr-if", "IF", DSRIFParams
+
+    def v_th_for_clip(self, clip: float) -> float:
+        return clip  # a = clamp(I_bar, 0, v_th)
 
     def neuron_factory(self) -> models.NeuronFactory:
         p = self.p
@@ -144,6 +205,9 @@ class DSRLIF(DSRMethod):
         row = LIF_TABLE_S2[min(LIF_TABLE_S2, key=lambda t: (abs(t - time_steps), t))]
         v_th, lb, dt, alpha = row
         return dataclasses.asdict(DSRLIFParams(v_th=v_th, lower_bound=lb, dt=dt, alpha=alpha))
+
+    def v_th_for_clip(self, clip: float) -> float:
+        return clip * self.p.dt  # a = clamp(I_hat / tau, 0, v_th / dt) with tau = 1 (Table S2)
 
     def neuron_factory(self) -> models.NeuronFactory:
         p = self.p

@@ -30,20 +30,25 @@ LIFRule = Literal["official", "representation"]
 # ---- pure functions: forward dynamics, representations, gradients -----------------------------
 
 
+def _state_dtype(current: Tensor) -> torch.dtype:
+    # under bf16/fp16 autocast the membrane still integrates in float32
+    return torch.promote_types(current.dtype, torch.float32)
+
+
 @torch.no_grad()  # a Heaviside train has no useful autograd gradient; if_spikes adds DSR's
 def if_forward(current: Tensor, v_th: Tensor, alpha: float) -> Tensor:
     """IF dynamics (Eq. 4 with soft reset). current [T, B, ...] -> o [T, B, ...] in {0, v_th}."""
-    # hot loop of every forward: in-place updates into preallocated buffers, 4 kernels per step
+    # the hot loop of every forward: 4 in-place kernels per step into preallocated buffers; the
+    # spike s in {0, 1} is written straight into o[n] as a float (no bool -> float conversion)
     o = torch.empty_like(current)  # [T, B, ...]
-    v = current[0].clone()  # v[1] = 0 + I[1]
-    s = torch.empty(v.shape, dtype=torch.bool, device=v.device)
-    fire_at = alpha * v_th
+    v = current[0].to(_state_dtype(current), copy=True)  # v[1] = 0 + I[1]
+    fire_at, minus_vth = alpha * v_th, -v_th
     for n in range(current.shape[0]):
         if n:
             v.add_(current[n])
-        torch.ge(v, fire_at, out=s)
-        torch.mul(s, v_th, out=o[n])
-        v.sub_(o[n])
+        s = torch.ge(v, fire_at, out=o[n])
+        v.addcmul_(s, minus_vth)  # soft reset; s * v_th is exact, so this rounds like v - v_th s
+        s.mul_(v_th)
     return o
 
 
@@ -52,16 +57,14 @@ def lif_forward(current: Tensor, v_th: Tensor, alpha: float, dt: float, tau: flo
     """LIF dynamics (Eq. 5, soft reset). current [T, B, ...] -> o [T, B, ...] in {0, v_th/dt}."""
     lam = math.exp(-dt / tau)
     o = torch.empty_like(current)  # [T, B, ...]
-    v = torch.mul(current[0], 1.0 - lam)  # v[1] = lam 0 + (1 - lam) I[1]
-    s = torch.empty(v.shape, dtype=torch.bool, device=v.device)
-    reset = torch.empty_like(v)
-    fire_at, amplitude = alpha * v_th, v_th / dt
+    v = torch.mul(current[0].to(_state_dtype(current)), 1.0 - lam)  # v[1] = (1 - lam) I[1]
+    fire_at, minus_vth, amplitude = alpha * v_th, -v_th, v_th / dt
     for n in range(current.shape[0]):
         if n:
             v.mul_(lam).add_(current[n], alpha=1.0 - lam)
-        torch.ge(v, fire_at, out=s)
-        v.sub_(torch.mul(s, v_th, out=reset))
-        torch.mul(s, amplitude, out=o[n])
+        s = torch.ge(v, fire_at, out=o[n])
+        v.addcmul_(s, minus_vth)
+        s.mul_(amplitude)
     return o
 
 

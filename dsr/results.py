@@ -34,10 +34,18 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are shared like the data cache
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Delete temporary files that `atomic_write(path)` left when its process was killed."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -72,6 +80,9 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultError(f"{path}: corrupt JSON ({e.__class__.__name__}: {e}); delete the file "
                           "and rerun its job") from None
+    except OSError as e:  # a folder, unreadable file, ...: one line, not a traceback
+        raise ResultError(f"{path}: cannot read ({e.strerror}); it must be a readable metrics.json "
+                          "file") from None
     if not isinstance(metrics, dict):
         raise ResultError(f"{path}: expected a JSON object; delete the file and rerun its job")
     version = metrics.get("schema_version")

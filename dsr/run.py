@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -100,6 +101,19 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
     return cfg, plugins
 
 
+def check_out(out: Path) -> None:
+    """Refuse an --out that cannot be written now, not after the whole training."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; pass the path of the metrics.json inside it")
+    if out.suffix != ".json":
+        raise ConfigError(f"--out {out}: expected the path of a .json file, e.g. .../metrics.json")
+    folder = out.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {folder} is not a writable folder; choose another --out")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from dsr.data import DataError
@@ -108,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg, plugins = resolve(args)
+        check_out(args.out)
         run(cfg, args.out, plugins, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     except (ConfigError, baselines.UnknownMethod, DataError, ResultError, TrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always
+        return 2
+    except OSError as e:  # disk full, permissions, ...: checkpoints are atomic, so resuming works
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or ' '.join(str(e).split())}; free space or fix "
+              "permissions, then rerun the same command to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the last epoch checkpoint is kept; rerun to resume", file=sys.stderr)

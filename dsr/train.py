@@ -32,9 +32,10 @@ from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.config import RunConfig
 from dsr.method import Method
-from dsr.results import ROOT, SCHEMA_VERSION, atomic_write, write_metrics
+from dsr.results import ROOT, SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
 
 PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
+CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
 
 
 class TrainingError(RuntimeError):
@@ -126,7 +127,17 @@ class Trainer:
         self.cfg, self.method, self.data, self.device, self.dist = cfg, method, data, device, dist
         self.log = log
 
+    def training_module(self, model: nn.Module, method: Method) -> nn.Module:
+        """The method's training module, inside DDP when the run has several processes (DDP
+        averages gradients, so dL/dv_th is not multiplied by the number of processes)."""
+        module = method.training_module(model)
+        if self.dist.world_size == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
     def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int) -> float:
+        """One epoch over the training set; `model` is the output of `training_module`."""
         t = self.cfg.train
         model.train()
         # batch_size is the global batch; each rank takes its share (the data layer's contract);
@@ -173,8 +184,9 @@ class Trainer:
                                   world_size=self.dist.world_size, drop_last=ddp)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lr_lambda(self.cfg.train.warmup_iters, epochs * n))
+        module = self.training_module(model, method)
         for epoch in range(epochs):
-            loss = self.train_epoch(model, method, opt, sched, epoch)
+            loss = self.train_epoch(module, method, opt, sched, epoch)
             self.log(f"[pre-train {method.key or type(method).__name__}] epoch {epoch + 1}/"
                      f"{epochs} loss {loss:.4f}")
 
@@ -191,10 +203,17 @@ def load_checkpoint(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
     except Exception as e:  # truncated or not a checkpoint: never a bare traceback
         raise TrainingError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
                             "restart this run from scratch") from None
-    if not isinstance(ckpt, dict) or ckpt.get("config_hash") != cfg.hash:
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in CHECKPOINT_KEYS):
+        raise TrainingError(f"{path}: not a checkpoint of this trainer; delete it to restart this "
+                            "run from scratch")
+    if ckpt["config_hash"] != cfg.hash:
         raise TrainingError(f"{path}: checkpoint of a different configuration; delete it to "
                             "restart, or rerun with the arguments that wrote it")
     return ckpt
+
+
+def finite_state(model: nn.Module) -> bool:
+    return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
 
 
 def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print) -> dict:
@@ -217,28 +236,35 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
     history: dict[str, list] = {"accuracy": [], "loss": [], "seconds": [], "rate": []}
     if ckpt is None:
         model = method.prepare(model, data, trainer).to(device)
-    train_model = model
-    if dist.world_size > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    train_model = trainer.training_module(model, method)
     opt = make_optimizer(model, cfg)
     n_batches = data.num_batches("train", t.batch_size, world_size=dist.world_size,
                                  drop_last=dist.world_size > 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n_batches))
     first = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
+        try:  # same config hash, but e.g. written by another version of the code
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise TrainingError(f"{ckpt_path}: does not fit this model ({str(e).splitlines()[0]}"
+                                "); delete it to restart this run from scratch") from None
         history, first = ckpt["history"], ckpt["epoch"]
         log(f"resuming {out} from epoch {first} ({ckpt_path})")
+    if dist.main:
+        remove_stale_temps(ckpt_path)
+        remove_stale_temps(out)
 
     for epoch in range(first, t.epochs):
         t0 = time.perf_counter()
         loss = trainer.train_epoch(train_model, method, opt, sched, epoch)
         M.sync(device)
         seconds = time.perf_counter() - t0
+        if not finite_state(model):  # a finite loss with non-finite gradients: do not save it
+            raise TrainingError(f"non-finite weights after epoch {epoch + 1}; the last good "
+                                "checkpoint is kept: lower lr or check the method's gradients")
         acc, counter = trainer.evaluate(model, method)
         history["accuracy"].append(acc)
         history["loss"].append(loss)

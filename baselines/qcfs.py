@@ -1,0 +1,74 @@
+"""`qcfs`: quantisation clip-floor-shift activation, then conversion (Bu et al., ICLR 2022).
+
+The ANN replaces every ReLU by  h(z) = lam * clip(floor(z L / lam + phi) / L, 0, 1)  (the paper's
+QCFS function) with L quantisation levels, shift phi = 1/2 and one trainable clip lam per layer
+(initialised to 8, the official code's; floor passes its gradient straight through). Conversion
+uses lam as the IF threshold with the membrane starting at lam / 2; with T = L and a constant
+input the SNN's mean output equals h exactly (the paper's zero expected conversion error).
+Defaults: L = 4 for CIFAR-scale data (the authors' CIFAR-10 command), L = 16 for ImageNet (the
+official ImageNet script's default). Head as `ann` (plain FC logits, no activation after it).
+Reported (QCFS paper, unverified here): CIFAR-10 VGG-16 (ANN 95.52 %) 91.18 / 93.96 / 94.95 /
+95.40 % at T = 2 / 4 / 8 / 16; CIFAR-10 ResNet-18 (ANN 95.64 %) 91.75 / 93.83 / 95.04 / 95.56 %;
+ImageNet ResNet-34 (ANN 74.32 %) 59.35 / 69.37 / 72.35 % at T = 16 / 32 / 64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from baselines.conversion import ConversionMethod
+from dsr import models
+from dsr.config import ConfigError
+
+
+def floor_ste(x: Tensor) -> Tensor:
+    """floor(x) forward, identity gradient (the official GradFloor)."""
+    return x + (torch.floor(x) - x).detach()
+
+
+class ClipFloorShift(nn.Module):
+    """h(z) = lam clip(floor(z L / lam + phi) / L, 0, 1) on [T, B, ...]; lam is trainable."""
+
+    def __init__(self, L: int, lam: float = 8.0, phi: float = 0.5):
+        super().__init__()
+        self.L, self.phi = L, phi
+        self.lam = nn.Parameter(torch.tensor(float(lam)))
+
+    def extra_repr(self) -> str:
+        return f"L={self.L}, phi={self.phi}"
+
+    def forward(self, z: Tensor) -> Tensor:
+        q = floor_ste(z * self.L / self.lam + self.phi) / self.L
+        return self.lam * q.clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class QCFSParams:
+    L: int = 4
+    lam: float = 8.0  # initial clip per layer
+    phi: float = 0.5  # shift; 1/2 makes the expected conversion error zero
+
+    def __post_init__(self) -> None:
+        if self.L < 1 or not self.lam > 0:
+            raise ConfigError(f"QCFS needs L >= 1 and lam > 0, got L={self.L} lam={self.lam}")
+
+
+class QCFS(ConversionMethod):
+    key, Params = "qcfs", QCFSParams
+    v_init = 0.5
+
+    @classmethod
+    def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
+        return dataclasses.asdict(QCFSParams(L=16 if dataset == "imagenet" else 4))
+
+    def neuron_factory(self) -> models.NeuronFactory:
+        return functools.partial(ClipFloorShift, self.p.L, self.p.lam, self.p.phi)
+
+    def thresholds(self, ann: nn.Module, data) -> list[float]:
+        return [float(m.lam) for m in ann.neurons()]

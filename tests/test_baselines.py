@@ -1,0 +1,307 @@
+"""Baselines and the plug-in interface: every registered method trains through the CLI, converted
+SNNs approach their ANN as T grows, surrogate gradients match their closed form, out-of-tree
+methods run from a temporary module, and bad settings are one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import baselines
+from baselines._snn import ConversionIF, activation_percentiles, calibration_batches, convert
+from baselines.qcfs import ClipFloorShift
+from baselines.tet import tet_loss
+from dsr import data as dsr_data
+from dsr import models
+from dsr.results import read_metrics
+from dsr.run import main, parser, resolve
+from dsr.train import Dist, Trainer
+
+CHANCE = 0.10  # digits: 10 balanced classes
+MARGIN = 0.10  # after 3 short epochs every method must reach chance + 10 points
+SMALL = ["--dataset", "digits", "--set", "base_width=4", "--set", "batch_size=32",
+         "--device", "cpu"]
+# conversion methods evaluate an SNN converted from the ANN: it needs a long simulation
+CONVERSION_T = 32
+# QCFS's initial clip lam = 8 quantises BN outputs (~N(0, 1)) in steps of 2 with L = 4: the
+# paper trains 300 epochs to shrink it; a 3-epoch smoke run starts from a finer clip
+TEST_SETTINGS = {"qcfs": ["lam=2"]}
+
+
+def settings(key: str) -> list[str]:
+    return [a for kv in TEST_SETTINGS.get(key, []) for a in ("--set", kv)]
+
+
+def time_steps(key: str) -> int:
+    return CONVERSION_T if baselines.get(key).category == "ANN-to-SNN conversion" else 4
+
+
+def make_run(argv: list[str]):
+    """(cfg, method, data, trainer) for an in-process run described by CLI arguments."""
+    cfg, plugins = resolve(parser().parse_args([*argv, "--out", "unused.json"]))
+    data = dsr_data.load(cfg.dataset, None)
+    method = baselines.get(cfg.method, plugins)(cfg)
+    trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda msg: None)
+    return cfg, method, data, trainer
+
+
+# ---- every method through the CLI -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(baselines.METHODS))
+def test_every_method_trains_on_digits(key, tmp_path):
+    out = tmp_path / key / "metrics.json"
+    rc = main(["--method", key, "--time-steps", str(time_steps(key)), "--epochs", "3", *SMALL,
+               *settings(key), "--out", str(out)])
+    assert rc == 0
+    m = read_metrics(out)  # validates against the schema
+    assert m["method"] == key
+    assert m["category"] == baselines.get(key).category
+    assert m["accuracy"]["best"] >= CHANCE + MARGIN, m["accuracy"]["per_epoch"]
+    rate = m["firing_rate"]["total"]
+    if baselines.get(key).spiking:
+        assert 0 < rate < 1 and len(m["firing_rate"]["layer_names"]) > 0
+    else:
+        assert rate is None
+
+
+# ---- conversion: the SNN approaches its ANN as T grows ---------------------------------------
+
+
+@pytest.mark.parametrize("key", ["conversion", "qcfs"])
+def test_converted_accuracy_rises_towards_ann(key):
+    cfg, method, data, trainer = make_run(["--method", key, "--time-steps", "32", "--epochs", "4",
+                                        "--dataset", "digits", "--set", "base_width=8",
+                                        "--set", "batch_size=32", *settings(key)])
+    ann = method.build(cfg.arch, data.info)
+    trainer.fit(ann, method, cfg.train.epochs)
+    ann.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for x, y in data.batches("test", 256, device="cpu"):
+            correct += int((ann(x).argmax(-1) == y).sum())
+            seen += len(y)
+    ann_acc = correct / seen
+    accs = []
+    for T in (2, 8, 32):
+        at_T = baselines.get(key)(dataclasses.replace(cfg, time_steps=T))
+        accs.append(trainer.evaluate(ann, at_T)[0])
+    assert ann_acc > 0.8  # a real classifier to convert
+    assert all(b >= a - 0.02 for a, b in itertools.pairwise(accs)), (accs, ann_acc)
+    assert abs(accs[-1] - ann_acc) <= 0.05, (accs, ann_acc)
+
+
+def test_conversion_if_rate_approaches_clipped_input(gen):
+    x = torch.randn(1, 64, generator=gen, dtype=torch.float64) * 2
+    T = 1000
+    o = ConversionIF(T, v_th=1.5).double()(x)  # [T, 64] spikes of amplitude 1.5
+    assert set(o.unique().tolist()) <= {0.0, 1.5}
+    assert torch.allclose(o.mean(0), x[0].clamp(0, 1.5), atol=1.5 / T)
+
+
+@pytest.mark.parametrize("L", [1, 4, 8])
+def test_qcfs_snn_equals_its_ann_at_t_equals_l(L, gen):
+    # Bu et al.: with phi = 1/2 and membrane starting at v_th / 2 the SNN's mean output over
+    # T = L steps of a constant input is exactly the QCFS activation
+    lam = 2.5
+    z = (torch.rand(1, 500, generator=gen, dtype=torch.float64) * 4 - 1) * lam  # [-lam, 3 lam)
+    ann = ClipFloorShift(L, lam).double()
+    snn = ConversionIF(L, v_th=lam, v_init=0.5).double()
+    assert torch.allclose(snn(z).mean(0), ann(z)[0], atol=1e-12)
+
+
+class _Toy(nn.Module):
+    """Two tagged ReLU layers (x -> relu(x) -> relu(2 x - 1)): enough for calibration."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = models.tag(models.ReLU()), models.tag(models.ReLU())
+
+    def neurons(self) -> list[nn.Module]:
+        return [self.a, self.b]
+
+    def forward(self, x):
+        return self.b(2 * self.a(x) - 1)
+
+
+def test_activation_percentiles_pool_all_values_zeros_included(gen):
+    batches = [torch.randn(1, 1000, generator=gen) for _ in range(3)]
+    got = activation_percentiles(_Toy(), batches, percentile=90.0)
+    a = torch.cat([b.relu() for b in batches], 1).flatten()
+    b = torch.cat([(2 * x.relu() - 1).relu() for x in batches], 1).flatten()
+    assert got == pytest.approx([float(torch.quantile(a, 0.9)), float(torch.quantile(b, 0.9))])
+
+
+def test_convert_swaps_every_activation_and_keeps_the_ann():
+    ann = models.create("preact_resnet8", models.ReLU, num_classes=10, in_channels=1,
+                        base_width=4, output_neuron=True)  # aliased as `output_neuron` too
+    n = len(ann.neurons())
+    snn = convert(ann, [float(i + 1) for i in range(n)], T=4, v_init=0.0)
+    assert [type(m) for m in snn.neurons()] == [ConversionIF] * n
+    assert not any(isinstance(m, models.ReLU) for m in snn.modules())
+    assert snn.output_neuron is snn.n_out and float(snn.n_out.v_th) == n
+    assert all(isinstance(m, models.ReLU) for m in ann.neurons())
+    a, s = ann.state_dict(), snn.state_dict()
+    assert all(torch.equal(a[k], s[k]) for k in a)
+
+
+def test_conversion_caches_per_weights():
+    cfg, method, data, trainer = make_run(["--method", "conversion", "--time-steps", "4", *SMALL])
+    ann = method.build(cfg.arch, data.info)
+    first = method.inference_model(ann, data)
+    assert method.inference_model(ann, data) is first  # same weights: same SNN
+    with torch.no_grad():
+        ann.fc.module.bias.add_(1.0)
+    assert method.inference_model(ann, data) is not first
+
+
+# ---- surrogate-gradient methods -------------------------------------------------------------
+
+
+def _atan_grad(u: torch.Tensor, alpha: float) -> torch.Tensor:
+    return alpha / 2 / (1 + (math.pi / 2 * alpha * u) ** 2)
+
+
+@pytest.mark.parametrize("extra,slope", [
+    (["neuron=if"], 1.0),  # v = x
+    (["neuron=lif", "decay_input=false"], 1.0),  # v = (1 - 1/tau) 0 + x
+    (["neuron=lif", "decay_input=true", "tau=4"], 0.25),  # v = 0 + (x - 0) / tau
+])
+def test_surrogate_gradient_matches_closed_form(extra, slope):
+    cfg, method, *_ = make_run(["--method", "sg-bptt", "--time-steps", "1", "--dataset", "digits",
+                             "--set", "alpha=3", *[a for kv in extra for a in ("--set", kv)]])
+    cell = method.neuron_factory()().double()
+    x = torch.linspace(-1, 4, 41, dtype=torch.float64, requires_grad=True)
+    s = cell(x[None])  # one step from v = 0, threshold 1
+    v = slope * x.detach()
+    assert torch.equal(s[0], (v >= 1).double())
+    s.sum().backward()
+    assert torch.allclose(x.grad, slope * _atan_grad(v - 1, 3.0))
+
+
+@pytest.mark.parametrize("key", ["sg-bptt", "plif"])
+def test_sj_neuron_is_stateless_and_repeats_constant_input(key, gen):
+    cfg, method, *_ = make_run(["--method", key, "--time-steps", "5", "--dataset", "digits"])
+    cell = method.neuron_factory()()
+    x = torch.randn(1, 3, 4, generator=gen) * 2
+    first = cell(x)
+    assert first.shape == (5, 3, 4)
+    assert torch.equal(cell(x), first)  # no state carried between calls
+    assert torch.equal(cell(x.expand(5, 3, 4).contiguous()), first)
+    with pytest.raises(ValueError, match="time steps"):
+        cell(torch.zeros(3, 3, 4))
+
+
+def test_plif_time_constant_is_trained(gen):
+    cfg, method, data, _ = make_run(["--method", "plif", "--time-steps", "4", *SMALL])
+    net = method.build(cfg.arch, data.info)
+    taus = [p for n, p in net.named_parameters() if n.endswith("node.w")]
+    assert len(taus) == len(net.neurons())
+    x, y = next(iter(data.batches("train", 32, epoch=0, seed=0, device="cpu")))
+    method.loss(method.train_outputs(net, x), y).backward()
+    assert any(float(w.grad.abs()) > 0 for w in taus)
+
+
+def test_tet_loss_is_the_per_step_formula(gen):
+    out = torch.randn(3, 5, 10, generator=gen, dtype=torch.float64)  # [T, B, K]
+    y = torch.randint(10, (5,), generator=gen)
+    lam, phi = 0.2, 1.0
+    ce = sum(nn.functional.cross_entropy(out[t], y) for t in range(3)) / 3
+    mse = ((out - phi) ** 2).mean()
+    assert torch.allclose(tet_loss(out, y, lam, phi), (1 - lam) * ce + lam * mse)
+
+
+def test_tet_trains_on_per_step_outputs():
+    cfg, method, data, _ = make_run(["--method", "tet", "--time-steps", "3", *SMALL])
+    net = method.build(cfg.arch, data.info).train()
+    x, _ = next(iter(data.batches("train", 32, epoch=0, seed=0, device="cpu")))
+    seq = method.train_outputs(net, x)  # through the model's forward (as DDP needs)
+    assert seq.shape == (3, 32, 10) and seq.requires_grad
+    assert torch.allclose(seq, net.sequence(x))
+
+
+# ---- DSR's ImageNet hybrid -------------------------------------------------------------------
+
+
+def test_dsr_hybrid_calibrates_thresholds_from_the_trained_twin():
+    cfg, method, data, trainer = make_run(["--method", "dsr-if", "--time-steps", "16", *SMALL,
+                                        "--set", "ann_pretrain_epochs=2"])
+    snn = method.build(cfg.arch, data.info)
+    init = {k: v.clone() for k, v in snn.state_dict().items()}
+    snn = method.prepare(snn, data, trainer)
+    assert not torch.equal(snn.stem[0].module.weight, init["stem.0.module.weight"])
+    twin = models.create(cfg.arch, models.ReLU, num_classes=10, in_channels=1, base_width=4)
+    twin.load_state_dict(snn.state_dict(), strict=False)  # the SNN holds the twin's weights
+    clips = activation_percentiles(twin, calibration_batches(data, cfg, torch.device("cpu"), 5))
+    assert [float(n.v_th.detach()) for n in snn.neurons()] == pytest.approx(clips)
+    assert trainer.evaluate(snn, method)[0] > 0.5  # the converted start is already accurate
+
+
+# ---- the plug-in interface and configuration errors --------------------------------------------
+
+PLUGIN = '''
+from dataclasses import dataclass
+
+from torch import nn
+
+from dsr.method import Method
+
+
+class ClippedReLU(nn.Module):
+    def __init__(self, top: float):
+        super().__init__()
+        self.top = top
+
+    def forward(self, x):
+        return x.clamp(0, self.top)
+
+
+@dataclass(frozen=True)
+class Params:
+    top: float = 6.0
+
+
+class ClippedANN(Method):
+    key, category, neuron, spiking, output_neuron = "{key}", "ANN", "ReLU6", False, False
+    Params = Params
+
+    def neuron_factory(self):
+        return lambda: ClippedReLU(self.p.top)
+'''
+
+
+def test_out_of_tree_plugin_runs_through_the_cli(tmp_path, monkeypatch):
+    key, module = "clipped-ann-test", "dsr_bench_test_plugin_clipped"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(PLUGIN.format(key=key)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "runs" / "metrics.json"
+    rc = main(["--plugin", f"{key}={module}:ClippedANN", "--method", key, "--time-steps", "1",
+               "--epochs", "2", *SMALL, "--set", "top=3", "--out", str(out)])
+    assert rc == 0
+    m = read_metrics(out)
+    assert m["method"] == key and m["neuron"] == "ReLU6"
+    assert m["config"]["params"] == {"top": 3.0}
+    assert m["accuracy"]["best"] >= CHANCE + MARGIN
+    assert key not in baselines.METHODS  # registered for that run only
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "sg-bptt", "--set", "nonexistent=1"], "unknown key(s) nonexistent"),
+    (["--method", "sg-bptt", "--set", "neuron=hodgkin"], "neuron must be 'lif' or 'if'"),
+    (["--method", "tet", "--set", "lam=2"], "lam must be in [0, 1]"),
+    (["--method", "qcfs", "--set", "L=0"], "QCFS needs L >= 1"),
+    (["--method", "conversion", "--set", "percentile=0"], "percentile must be in (0, 100]"),
+    (["--method", "dsr-if", "--set", "ann_pretrain_epochs=-1"], "ann_pretrain_epochs must be"),
+])
+def test_bad_settings_are_one_line_errors(argv, message, tmp_path, capsys):
+    rc = main([*argv, "--dataset", "digits", "--time-steps", "4",
+               "--out", str(tmp_path / "metrics.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "metrics.json").exists()
