@@ -37,7 +37,7 @@ def get(key: str, plugins: dict[str, str] | None = None) -> type:
     module_name, _, cls_name = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # any import failure of a user's module: one line, not a traceback
         raise UnknownMethod(f"method {key!r} points at {target!r}, which does not import ({e}); "
                             "check the module path and that it is on PYTHONPATH") from None
     if getattr(cls, "key", key) != key:

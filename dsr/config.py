@@ -33,6 +33,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# TrainConfig fields that do not change what a run computes
+NOT_IDENTITY = ("data_root", "download", "device", "latency_batches", "fail_at_epoch")
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names it and how to fix it."""
 
@@ -111,7 +115,11 @@ class RunConfig:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """Identity of the run: every setting that can change its result (not where the data
+        lives, which device runs it, or test-only switches), so a retry elsewhere resumes."""
+        ident = self.to_dict()
+        ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY}
+        blob = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

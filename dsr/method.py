@@ -108,12 +108,17 @@ class DSRIFParams:
     ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
 
     def __post_init__(self) -> None:
-        _check_pretrain(self.ann_pretrain_epochs)
+        _check_neuron(self)
 
 
-def _check_pretrain(epochs: int) -> None:
-    if epochs < 0:
-        raise ConfigError(f"ann_pretrain_epochs must be >= 0, got {epochs}")
+def _check_neuron(p: DSRIFParams | DSRLIFParams) -> None:
+    if not 0 < p.lower_bound <= p.v_th:
+        raise ConfigError(f"need 0 < lower_bound <= v_th, got lower_bound={p.lower_bound}, "
+                          f"v_th={p.v_th}")
+    if not 0 < p.alpha <= 1:
+        raise ConfigError(f"alpha must be in (0, 1], got {p.alpha}")
+    if p.ann_pretrain_epochs < 0:
+        raise ConfigError(f"ann_pretrain_epochs must be >= 0, got {p.ann_pretrain_epochs}")
 
 
 # Table S2 (tau = 1): T -> (initial v_th, lower bound, dt, alpha)
@@ -133,7 +138,13 @@ class DSRLIFParams:
     ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
 
     def __post_init__(self) -> None:
-        _check_pretrain(self.ann_pretrain_epochs)
+        _check_neuron(self)
+        if not (self.dt > 0 and self.tau > 0):
+            raise ConfigError(f"dt and tau must be > 0, got dt={self.dt}, tau={self.tau}")
+        if self.vth_grad not in ("official", "analytic"):
+            raise ConfigError(f"vth_grad must be official or analytic, got {self.vth_grad!r}")
+        if self.rule not in ("official", "representation"):
+            raise ConfigError(f"rule must be official or representation, got {self.rule!r}")
 
 
 # the official ImageNet calibration: 99.9th percentile over 5 batches
