@@ -9,6 +9,7 @@ DDP averages gradients, so dL/dv_th is never multiplied by the number of process
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -119,6 +120,14 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+@dataclass
+class Evaluation:
+    accuracy: float
+    net: nn.Module  # the evaluated network (method.inference_model)
+    counter: M.SpikeCounter
+    synops: dict[str, Any] | None
+
+
 class Trainer:
     """Trains `method` on `data` for the run `cfg`; `fit` is reusable for ANN pre-training."""
 
@@ -164,17 +173,21 @@ class Trainer:
         return total / max(1, count)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, method: Method) -> tuple[float, M.SpikeCounter]:
-        net = method.inference_model(model, self.data)
-        net.eval()
-        counter = M.SpikeCounter(method.spiking_layers(net))
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, method: Method, synops: bool = False) -> Evaluation:
+        """Test accuracy and firing rates over the whole test set (+ SynOps when asked)."""
+        t = self.cfg.train
+        net = method.inference_model(model, self.data).eval()
+        layers = method.spiking_layers(net)
+        counter = M.SpikeCounter(layers)
+        ops = M.SynOpsCounter(net, layers) if synops else None
         correct = seen = 0
-        with counter.attach():
-            for x, y in self.data.batches("test", self.cfg.train.eval_batch_size,
-                                          device=self.device):
+        with counter.attach(), ops.attach() if ops else contextlib.nullcontext():
+            for x, y in self.data.batches("test", t.eval_batch_size, device=self.device):
                 correct += int((method.logits(net, x).argmax(-1) == y).sum())
                 seen += len(y)
-        return correct / max(1, seen), counter
+        report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
+        return Evaluation(correct / max(1, seen), net, counter, report)
 
     def fit(self, model: nn.Module, method: Method, epochs: int) -> None:
         """Plain training for `epochs` (no checkpoints): used for pre-training stages."""
@@ -257,6 +270,7 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
         remove_stale_temps(ckpt_path)
         remove_stale_temps(out)
 
+    last: Evaluation | None = None
     for epoch in range(first, t.epochs):
         t0 = time.perf_counter()
         loss = trainer.train_epoch(train_model, method, opt, sched, epoch)
@@ -265,7 +279,9 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
         if not finite_state(model):  # a finite loss with non-finite gradients: do not save it
             raise TrainingError(f"non-finite weights after epoch {epoch + 1}; the last good "
                                 "checkpoint is kept: lower lr or check the method's gradients")
-        acc, counter = trainer.evaluate(model, method)
+        # the last epoch's pass also counts SynOps (one pass over the test set, not two)
+        last = trainer.evaluate(model, method, synops=epoch + 1 == t.epochs)
+        acc, counter = last.accuracy, last.counter
         history["accuracy"].append(acc)
         history["loss"].append(loss)
         history["seconds"].append(seconds)
@@ -283,20 +299,18 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
             raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate failure "
                                 "for testing retries); remove the setting to train normally")
 
-    metrics = final_metrics(cfg, method, trainer, model, history, start, dist)
+    if last is None:  # resumed after the last epoch's checkpoint
+        last = trainer.evaluate(model, method, synops=True)
+    metrics = final_metrics(cfg, method, trainer, last, history, start, dist)
     if dist.main:
         write_metrics(out, metrics)
     return metrics
 
 
-def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, model: nn.Module,
+def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, last: Evaluation,
                   history: dict[str, list], start: str, dist: Dist) -> dict[str, Any]:
     device, data = trainer.device, trainer.data
-    net = method.inference_model(model, data).eval()
-    counter = M.SpikeCounter(method.spiking_layers(net))
-    with counter.attach():  # firing rates over the same whole-test-set pass that counts SynOps
-        synops = M.synops(net, method, data, device, cfg, cfg.train.pj_per_ac,
-                          cfg.train.pj_per_mac)
+    net, counter = last.net, last.counter
     names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]
     x, _ = next(iter(data.batches("test", cfg.train.eval_batch_size, device=device)))
     one = x[..., :1, :, :, :] if x.dim() == 5 else x[:1]
@@ -321,7 +335,7 @@ def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, model: nn.Mo
         "train_loss": history["loss"],
         "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
                         "total": counter.total(), "per_epoch_total": history["rate"]},
-        "synops": synops,
+        "synops": last.synops,
         "latency": {"time_steps": cfg.time_steps, "ms_per_sample": ms, "device": str(device)},
         "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": peak,
                  "peak_memory_kind": kind},
