@@ -1,0 +1,352 @@
+"""The Snakemake workflow: grid expansion, config errors, lint, the tables and figures it writes.
+
+Workflow runs go through the `snakemake` CLI from the repository root with --nolock and with
+results_dir/tables_dir in tmp_path, so nothing in the repository's results/ or paper_tables/ is
+touched. Cached-results tests use synthetic, schema-valid metrics files (bench/aggregate.py) and
+train nothing; one test trains a single one-epoch digits run end to end.
+"""
+
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import baselines
+from bench.aggregate import synthetic_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+import aggregate  # noqa: E402
+
+PAPER_TRAINING_JOBS = 298  # stated in config/paper.yaml
+DEFAULT_TRAINING_JOBS = 44  # 7 methods x 3 T x 2 seeds + ANN x 2 seeds
+
+
+def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([SNAKEMAKE, *args, "--nolock"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts of a dry run's `Job stats` table."""
+    stats = out.stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def write_config(tmp_path: Path, experiments: list[dict], name: str = "t") -> Path:
+    cfg = {"name": name, "results_dir": str(tmp_path / "results"),
+           "tables_dir": str(tmp_path / "tables"), "published": "paper_tables/published.csv",
+           "experiments": experiments}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def experiment(**changes) -> dict:
+    exp = {"name": "digits", "title": "Test grid", "dataset": "digits",
+           "archs": ["preact_resnet8"], "methods": ["dsr-if", "dsr-lif"], "time_steps": [2, 4],
+           "seeds": [0, 1], "epochs": 5}
+    exp.update(changes)
+    exp.setdefault("firing_rates", [m for m in exp["methods"] if m.startswith("dsr-")])
+    return exp
+
+
+def grid_size(cfg: dict) -> int:
+    """Training jobs a config asks for, counted independently of common.smk."""
+    total = 0
+    for exp in cfg["experiments"]:
+        for method in exp["methods"]:
+            per = (exp.get("per_method") or {}).get(method, {})
+            total += (len(exp["archs"]) * len(per.get("time_steps", exp["time_steps"]))
+                      * len(per.get("seeds", exp["seeds"])))
+    return total
+
+
+def error_lines(out: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+
+
+# ---- grid expansion, config errors and lint (parse only, nothing runs) ----------------------
+
+
+def test_paper_grid_plans_every_training_job(tmp_path: Path) -> None:
+    text = (ROOT / "config" / "paper.yaml").read_text()
+    assert grid_size(yaml.safe_load(text)) == PAPER_TRAINING_JOBS
+    assert f"Expected training jobs: {PAPER_TRAINING_JOBS}" in text
+    data_before = (ROOT / "data").exists()
+    out = snakemake("-n", "--configfile", "config/paper.yaml", "--config",
+                    f"results_dir={tmp_path}/results", f"tables_dir={tmp_path}/tables")
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = planned(out)
+    assert jobs["train"] == PAPER_TRAINING_JOBS
+    assert jobs["tables"] == jobs["figures"] == 1
+    assert not (tmp_path / "results").exists() and not (tmp_path / "tables").exists()
+    assert (ROOT / "data").exists() == data_before  # no data folder made, nothing read
+
+
+def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    (exp,) = cfg["experiments"]
+    assert set(exp["methods"]) == set(baselines.METHODS)
+    assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 2
+    assert grid_size(cfg) == DEFAULT_TRAINING_JOBS
+    out = snakemake("-n", "--config", f"results_dir={tmp_path}/results",
+                    f"tables_dir={tmp_path}/tables")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert planned(out)["train"] == DEFAULT_TRAINING_JOBS
+
+
+def test_training_command_quotes_config_values(tmp_path: Path) -> None:
+    exp = experiment(methods=["dsr-if"], time_steps=[2], seeds=[0],
+                     set={"data_root": "my data; rm -rf x", "lr": 0.05},
+                     per_method={"dsr-if": {"mode": "exact"}})
+    out = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, [exp])))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (cmd,) = [ln for ln in out.stdout.splitlines() if "-m dsr.run" in ln]
+    assert "--set 'data_root=my data; rm -rf x' --set lr=0.05" in cmd
+    assert "--method dsr-if --dataset digits --arch preact_resnet8 --time-steps 2 --seed 0 " \
+           "--epochs 5 --mode exact" in cmd
+    assert f"--out {tmp_path}/results/runs/digits/preact_resnet8/dsr-if/T2/seed0/metrics.json" \
+        in cmd
+
+
+def test_unregistered_method_is_a_one_line_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment(methods=["dsr-if", "no-such-method"])])
+    out = snakemake("-n", "--configfile", str(cfg))
+    assert out.returncode != 0
+    hits = [ln for ln in error_lines(out) if "'no-such-method'" in ln]
+    assert hits and "not registered" in hits[0] and "plugins:" in hits[0]
+
+
+def test_plugin_method_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> None:
+    exp = experiment(methods=["mine"], time_steps=[2], seeds=[0], firing_rates=[])
+    path = write_config(tmp_path, [exp])
+    cfg = yaml.safe_load(path.read_text())
+    cfg["plugins"] = {"mine": "my_pkg.methods:Mine"}
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "-p", "--configfile", str(path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--plugin mine=my_pkg.methods:Mine" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("experiments", "expected"),
+    [
+        ([experiment(time_steps=[0])], "config: experiments.0.time_steps.0: 0 is less than"),
+        ([experiment(dataset="mnist")], "unknown dataset 'mnist'"),
+        ([experiment(firing_rates=["tet"])], "firing_rates names tet"),
+        ([experiment(), experiment()], "experiment name 'digits' is used twice"),
+        ([experiment(), experiment(name="other", epochs=3)], "differently from an earlier"),
+    ],
+    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run"],
+)
+def test_config_errors_are_one_line(tmp_path: Path, experiments: list, expected: str) -> None:
+    out = snakemake("-n", "--configfile", str(write_config(tmp_path, experiments)))
+    assert out.returncode != 0
+    assert any(expected in ln for ln in error_lines(out)), out.stderr[-2000:]
+
+
+def test_lint_is_clean() -> None:
+    out = snakemake("--lint")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Lints for" not in out.stdout + out.stderr
+
+
+# ---- cached results: figures_from_cache, corrupt and stale files --------------------------
+
+
+def fake_runs(cfg_path: Path, seeds_by_cell: dict[tuple[str, int], list[int]],
+              epochs: int = 5) -> None:
+    """Write synthetic metrics files for (method, T) -> seeds under the config's results_dir."""
+    cfg = yaml.safe_load(cfg_path.read_text())
+    rng = random.Random(0)
+    for (method, T), seeds in seeds_by_cell.items():
+        for seed in seeds:
+            m = synthetic_metrics(method, "digits", "preact_resnet8", T, seed, epochs, rng)
+            path = Path(cfg["results_dir"], f"runs/digits/preact_resnet8/{method}/T{T}/seed{seed}")
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "metrics.json").write_text(json.dumps(m))
+
+
+def test_figures_from_cache_renders_what_exists_and_names_the_rest(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment()])
+    fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-if", 4): [0], ("dsr-lif", 2): [0, 1]})
+    dry = snakemake("-n", "figures_from_cache", "--configfile", str(cfg))
+    assert planned(dry) == {"figures_from_cache": 1}  # no training job, whatever is missing
+    out = snakemake("figures_from_cache", "--cores", "1", "--profile", "profiles/figures",
+                    "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "3 of 8 runs of configuration `t` are missing or stale" in out.stdout
+    assert "DSR (IF) T=4 seeds 1" in out.stdout and "DSR (LIF) T=4 seeds 0, 1" in out.stdout
+    tables = tmp_path / "tables" / "t"
+    missing = (tables / "MISSING.md").read_text()
+    assert "| digits | PreAct-ResNet-8 | DSR (LIF) | 4 | 0, 1 | – |" in missing
+    md = (tables / "digits.md").read_text()
+    assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 2 | 2/2 |" in md
+    assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 4 | 1/2 |" in md
+    assert "| DSR (LIF) | – | PreAct-ResNet-8 | 4 | 0/2 | not run | not run |" in md
+    assert len((tables / "runs.csv").read_text().splitlines()) == 1 + 5
+    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
+        for ext in ("png", "pdf"):
+            assert (tables / "figures" / f"digits_{kind}.{ext}").stat().st_size > 1000
+
+
+def test_figures_from_cache_with_nothing_cached_says_so(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment()])
+    out = snakemake("figures_from_cache", "--cores", "1", "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Nothing cached for configuration `t`: none of its 8 runs" in out.stdout
+    tables = tmp_path / "tables" / "t"
+    assert sorted(p.name for p in tables.iterdir()) == ["MISSING.md"]
+
+
+def test_corrupt_metrics_fails_in_one_line_and_keeps_tables(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment(time_steps=[2], seeds=[0, 1])])
+    fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-lif", 2): [0, 1]})
+    args = ("figures_from_cache", "--cores", "1", "--configfile", str(cfg))
+    assert snakemake(*args).returncode == 0
+    tables = tmp_path / "tables" / "t"
+    before = {p: p.read_bytes() for p in tables.rglob("*") if p.is_file()}
+    bad = tmp_path / "results/runs/digits/preact_resnet8/dsr-lif/T2/seed1/metrics.json"
+    bad.write_text('{"schema_version": 1, "method": ')
+    out = snakemake(*args)
+    assert out.returncode != 0
+    line = f"error: {bad}: corrupt JSON"
+    assert any(ln.startswith(line) and "rerun its job" in ln for ln in out.stderr.splitlines())
+    assert {p: p.read_bytes() for p in tables.rglob("*") if p.is_file()} == before
+
+
+def planned_from_run(out: subprocess.CompletedProcess) -> dict[str, int]:
+    return planned(out) if "Job stats:" in out.stdout else {}
+
+
+def test_tables_rule_rejects_corrupt_metrics(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment(methods=["dsr-if"], time_steps=[2], seeds=[0])])
+    fake_runs(cfg, {("dsr-if", 2): [0]})
+    metrics = tmp_path / "results/runs/digits/preact_resnet8/dsr-if/T2/seed0/metrics.json"
+    metrics.write_text(metrics.read_text().replace('"schema_version": 1', '"schema_version": 0'))
+    out = snakemake("reproduce_table", "--cores", "1", "--profile", "profiles/figures",
+                    "--configfile", str(cfg))
+    assert out.returncode != 0
+    assert planned_from_run(out).get("train", 0) == 0
+    assert any(ln.startswith(f"error: {metrics}: schema_version 0") for ln in
+               out.stderr.splitlines())
+    assert not (tmp_path / "tables/t/digits.md").exists()
+
+
+def test_stale_cached_run_is_listed_not_shown(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment(methods=["dsr-if"], time_steps=[2], seeds=[0, 1],
+                                             epochs=3)])
+    fake_runs(cfg, {("dsr-if", 2): [0]}, epochs=3)
+    fake_runs(cfg, {("dsr-if", 2): [1]}, epochs=5)
+    out = snakemake("figures_from_cache", "--cores", "1", "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "stale 1 (ran 5 epochs, config asks 3)" in out.stdout
+    assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 2 | 1/2 |" in (
+        tmp_path / "tables/t/digits.md").read_text()
+
+
+# ---- the aggregation functions themselves --------------------------------------------------
+
+
+def test_published_values_sit_beside_their_cells() -> None:
+    published = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
+    hit = aggregate.published_for(published, "cifar10", "preact_resnet18", "dsr-lif", 20)
+    assert list(hit["accuracy"]) == [95.40] and list(hit["status"]) == ["recalled"]
+    assert aggregate.published_for(published, "cifar10", "preact_resnet18", "qcfs", 4).empty
+    sources = aggregate.Sources()
+    assert aggregate._published_text(hit, sources) == "95.40 ± 0.15 [1]†"
+    exp = {"name": "cifar10", "dataset": "cifar10"}
+    cells = [{"experiment": "cifar10", "arch": "preact_resnet18", "method": "dsr-if", "T": 20,
+              "seed": 0}]
+    only = aggregate.published_only(exp, cells, published)
+    assert "DSR" in set(only["method"])  # the T = 5 row: no T = 5 cell here
+    assert not ((only["method"] == "DSR") & (only["time_steps"] == 20)).any()
+
+
+def test_published_csv_errors_name_the_row(tmp_path: Path) -> None:
+    bad = tmp_path / "published.csv"
+    text = (ROOT / "paper_tables" / "published.csv").read_text()
+    bad.write_text(text.replace(",94.45,,verified,", ",about 94,,verified,"))
+    with pytest.raises(aggregate.ResultError, match=r"row 2: accuracy 'about 94' is not a"):
+        aggregate.load_published(bad)
+
+
+def test_stale_reason_compares_recorded_config() -> None:
+    m = synthetic_metrics("dsr-if", "digits", "preact_resnet8", 2, 0, 5, random.Random(0))
+    cell = {"epochs": 5, "mode": None, "set": {"lr": "0.1", "data_root": "none"}}
+    assert aggregate.stale_reason(m, cell) is None
+    assert aggregate.stale_reason(m, {**cell, "set": {"lr": "0.05"}}) == \
+        "ran lr=0.1, config asks lr=0.05"
+    assert aggregate.stale_reason(m, {**cell, "mode": "fast"}) == "ran mode exact, config asks fast"
+
+
+def test_latex_escapes_and_pareto_front() -> None:
+    import figures
+
+    assert aggregate.latex_escape("95.40 ± 0.15 [1]† 5% a_b") == (
+        r"95.40 $\pm$ 0.15 [1]$^\dagger$ 5\% a\_b")
+    points = aggregate.pd.DataFrame({"cost": [1.0, 2.0, 3.0, 4.0],
+                                     "acc_best": [50.0, 40.0, 70.0, 60.0]})
+    assert list(figures.pareto_front(points, "cost").index) == [0, 2]
+
+
+def test_aggregation_bench_runs() -> None:
+    from bench.aggregate import time_aggregation
+
+    assert time_aggregation(30) > 0  # it asserts every synthetic file was aggregated
+
+
+# ---- end to end: one real training run --------------------------------------------------
+
+
+def test_one_digits_run_end_to_end(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment(methods=["dsr-if"], time_steps=[2], seeds=[0],
+                                             epochs=1, firing_rates=["dsr-if"])])
+    out = snakemake("reproduce_table", "--cores", "2", "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "results/runs/digits/preact_resnet8/dsr-if/T2/seed0"
+    assert (run / "metrics.json").is_file() and (run / "checkpoint.pt").is_file()
+    assert (tmp_path / "results/logs/train/digits/preact_resnet8/dsr-if/T2/seed0.log").is_file()
+    assert (tmp_path / "results/benchmarks/train/digits/preact_resnet8/dsr-if/T2/seed0.tsv"
+            ).is_file()
+    tables = tmp_path / "tables" / "t"
+    md = (tables / "digits.md").read_text()
+    assert re.search(r"\| DSR \(IF\) \| ours \| PreAct-ResNet-8 \| 2 \| 1/1 \| \d+\.\d\d \|", md)
+    assert "All 1 runs of configuration `t` are cached and current." in (
+        tables / "MISSING.md").read_text()
+    rates = (tables / "digits_firing_rates.md").read_text()
+    assert "DSR (IF) T=2" in rates and "| total |" in rates
+    assert r"\begin{tabular}" in (tables / "digits.tex").read_text()
+    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
+        assert (tables / "figures" / f"digits_{kind}.pdf").stat().st_size > 1000
+    again = snakemake("-n", "reproduce_table", "--configfile", str(cfg))
+    assert "Nothing to be done" in again.stdout + again.stderr
+    report = tmp_path / "report.html"
+    out = snakemake("reproduce_table", "--report", str(report), "--configfile", str(cfg))
+    assert out.returncode == 0 and report.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_default_grid_reproduces_within_ten_minutes(tmp_path: Path) -> None:
+    """`make reproduce` on 2 cores: the whole embedded grid, every table and figure."""
+    start = time.perf_counter()
+    out = snakemake("reproduce_table", "--cores", "2", "--config",
+                    f"results_dir={tmp_path}/results", f"tables_dir={tmp_path}/tables",
+                    timeout=1800)
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr[-3000:]
+    tables = tmp_path / "tables" / "default"
+    md = (tables / "digits.md").read_text()
+    for method in baselines.METHODS:
+        assert aggregate.display(method) in md
+    assert "0/2" not in md and "1/2" not in md
+    assert len(list((tables / "figures").glob("*.png"))) == 4
+    assert seconds <= 600, f"default grid took {seconds:.0f} s"

@@ -1,0 +1,292 @@
+"""Helpers only: config checks, the run grid, paths, trainer arguments, resources, outputs.
+
+Every experiment in the config is archs x methods x time_steps x seeds on one dataset
+(`per_method` changes one method's time steps, seeds, epochs, mode or overrides). A run is one
+results path, {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/metrics.json, shared
+by every experiment that names it; two experiments that would train one path differently are
+an error. Config values reach the shell only through shlex.quote.
+"""
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import baselines` works
+import baselines  # noqa: E402  (light: the method registry, no torch)
+from dsr.config import DATASET_DEFAULTS, ConfigError  # noqa: E402
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+REPORT = f"{workflow.basedir}/workflow/report"
+# One software stack for every rule (the locked .venv, or this file with --sdm conda).
+CONDA_ENV = f"{workflow.basedir}/environment.yml"
+RUN = "{dataset}/{arch}/{method}/T{T}/seed{seed}"  # one run's wildcards, in every path
+RUN_PATTERN = f"runs/{RUN}"
+# Resources of a training job unless the config says otherwise (runtime in minutes).
+BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
+FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost")
+
+wildcard_constraints:
+    dataset="[a-z0-9_]+",
+    arch="[a-z0-9_]+",
+    method="[a-z0-9][a-z0-9-]*",
+    T="[0-9]+",
+    seed="[0-9]+",
+
+
+def check_config(cfg: dict) -> dict:
+    """Validate against the schema (filling defaults); one-line ConfigError on failure."""
+    try:
+        validate(cfg, f"{workflow.basedir}/{SCHEMA}")
+    except WorkflowError as e:
+        err = e.__context__  # validate() raises WorkflowError while handling the schema error
+        if not isinstance(err, jsonschema.ValidationError):
+            raise
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"config: {where}: {err.message} (see {SCHEMA})") from None
+    return cfg
+
+
+def cli_value(value) -> str:
+    """A YAML scalar as the trainer's --set parser reads it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training job: the CLI call that writes one metrics.json."""
+
+    dataset: str
+    arch: str
+    method: str
+    T: int
+    seed: int
+    epochs: int | None
+    mode: str | None
+    overrides: tuple[tuple[str, str], ...]  # --set pairs, sorted
+    plugin: str | None  # module:Class of an out-of-tree method
+
+    @property
+    def key(self) -> str:
+        return RUN_PATTERN.format(dataset=self.dataset, arch=self.arch, method=self.method,
+                                  T=self.T, seed=self.seed)
+
+    def cell(self, experiment: str, results: str) -> dict:
+        """What the aggregation scripts need to find, check and place this run."""
+        return {"experiment": experiment, "dataset": self.dataset, "arch": self.arch,
+                "method": self.method, "T": self.T, "seed": self.seed,
+                "path": f"{results}/{self.key}/metrics.json", "epochs": self.epochs,
+                "mode": self.mode, "set": dict(self.overrides)}
+
+
+def merge_resources(*layers: dict | None) -> dict:
+    out = dict(BASE_RESOURCES)
+    for layer in layers:
+        out.update(layer or {})
+    return out
+
+
+class Grid:
+    """The configured runs (by results key), their resources and the cells of each table."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.results = str(Path(cfg["results_dir"]))
+        self.tables = str(Path(cfg["tables_dir"], cfg["name"]))
+        self.runs: dict[str, Run] = {}
+        self.resources: dict[str, dict] = {}
+        self.cells: list[dict] = []
+        registered = set(baselines.METHODS) | set(cfg["plugins"])
+        names = [e["name"] for e in cfg["experiments"]]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"config: experiment name {twice[0]!r} is used twice; each "
+                              "experiment is one table, so give each a distinct name")
+        for exp in cfg["experiments"]:
+            self.check_experiment(exp, registered)
+            for run in self.expand(exp):
+                self.add(run, exp)
+
+    def check_experiment(self, exp: dict, registered: set[str]) -> None:
+        where = f"config: experiment {exp['name']!r}"
+        if exp["dataset"] not in DATASET_DEFAULTS:
+            raise ConfigError(f"{where}: unknown dataset {exp['dataset']!r}; choose one of "
+                              f"{', '.join(sorted(DATASET_DEFAULTS))}")
+        for method in exp["methods"]:
+            if method not in registered:
+                raise ConfigError(
+                    f"{where} names method {method!r}, which is not registered; registered: "
+                    f"{', '.join(sorted(registered))}; add it to baselines/__init__.py METHODS "
+                    f"or map it under plugins: ({method}: module:Class)")
+        for field in ("per_method", "firing_rates"):
+            stray = sorted(set(exp.get(field) or ()) - set(exp["methods"]))
+            if stray:
+                raise ConfigError(f"{where}: {field} names {', '.join(stray)}, which is not "
+                                  "in its methods list; add it there or remove it")
+
+    def expand(self, exp: dict) -> list[Run]:
+        data_root = self.cfg["datasets"].get(exp["dataset"], {}).get("data_root")
+        runs = []
+        for arch in exp["archs"]:
+            for method in exp["methods"]:
+                per = (exp.get("per_method") or {}).get(method, {})
+                sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
+                if data_root is not None:
+                    sets.setdefault("data_root", data_root)
+                overrides = tuple(sorted((k, cli_value(v)) for k, v in sets.items()))
+                for T in per.get("time_steps", exp["time_steps"]):
+                    for seed in per.get("seeds", exp["seeds"]):
+                        runs.append(Run(exp["dataset"], arch, method, T, seed,
+                                        per.get("epochs", exp.get("epochs")), per.get("mode"),
+                                        overrides, self.cfg["plugins"].get(method)))
+        return runs
+
+    def add(self, run: Run, exp: dict) -> None:
+        known = self.runs.setdefault(run.key, run)
+        if known != run:
+            raise ConfigError(
+                f"config: experiment {exp['name']!r} trains {run.key} differently from an "
+                f"earlier experiment (epochs/mode/set differ); results paths carry no "
+                f"experiment name, so give both the same settings or use another results_dir")
+        dataset_res = self.cfg["datasets"].get(run.dataset, {}).get("resources")
+        wanted = merge_resources(self.cfg.get("resources"), dataset_res, exp.get("resources"))
+        have = self.resources.get(run.key, {})
+        # a run shared by two experiments gets the larger request of each resource
+        self.resources[run.key] = {k: max(v, have.get(k, v)) for k, v in wanted.items()}
+        self.cells.append(run.cell(exp["name"], self.results))
+
+    # ---- per-wildcards lookups for the training rule -------------------------------------
+
+    def run(self, wildcards) -> Run:
+        key = RUN_PATTERN.format(**wildcards)
+        if key not in self.runs:
+            raise ConfigError(f"{key} is not in the configured grid ({self.cfg['name']}); "
+                              "add it to an experiment in the config")
+        return self.runs[key]
+
+    def metrics_files(self) -> list[str]:
+        return [f"{self.results}/{key}/metrics.json" for key in self.runs]
+
+    # ---- what the aggregation scripts write --------------------------------------------
+
+    def experiments(self) -> list[dict]:
+        return [{"name": e["name"], "title": e.get("title", e["name"]), "dataset": e["dataset"],
+                 "archs": e["archs"], "methods": e["methods"],
+                 "firing_rates": e.get("firing_rates") or []} for e in self.cfg["experiments"]]
+
+    def outputs(self) -> dict:
+        """Every file the tables and figures rules write, by experiment and kind."""
+        per_exp = {}
+        for exp in self.experiments():
+            stem = f"{self.tables}/{exp['name']}"
+            figs = f"{self.tables}/figures/{exp['name']}"
+            entry = {"table": {ext: f"{stem}.{ext}" for ext in ("md", "tex", "csv")},
+                     "figures": {k: {ext: f"{figs}_{k}.{ext}" for ext in ("png", "pdf")}
+                                 for k in FIGURE_KINDS}}
+            if exp["firing_rates"]:
+                entry["firing_rates"] = {ext: f"{stem}_firing_rates.{ext}"
+                                         for ext in ("md", "tex", "csv")}
+                entry["figures"]["firing_rates"] = {
+                    ext: f"{figs}_firing_rates.{ext}" for ext in ("png", "pdf")}
+            per_exp[exp["name"]] = entry
+        return {"experiments": per_exp, "runs_csv": f"{self.tables}/runs.csv",
+                "missing": f"{self.tables}/MISSING.md"}
+
+
+def table_files(grid: Grid) -> list:
+    """Outputs of the tables rule; the CSVs are report entries."""
+    outs = grid.outputs()
+    files = [outs["runs_csv"], outs["missing"]]
+    for name, entry in outs["experiments"].items():
+        for kind in ("table", "firing_rates"):
+            if kind not in entry:
+                continue
+            caption = f"{REPORT}/{'table' if kind == 'table' else 'firing_rates_table'}.rst"
+            csv = report(entry[kind]["csv"], caption=caption, category="Tables", subcategory=name)
+            files += [entry[kind]["md"], entry[kind]["tex"], csv]
+    return files
+
+
+def figure_files(grid: Grid) -> list:
+    """Outputs of the figures rule; the PNGs are report entries."""
+    files = []
+    for name, entry in grid.outputs()["experiments"].items():
+        for kind, paths in entry["figures"].items():
+            png = report(paths["png"], caption=f"{REPORT}/{kind}.rst", category="Figures",
+                         subcategory=name)
+            files += [png, paths["pdf"]]
+    return files
+
+
+def rendered(grid: Grid) -> list[str]:
+    """Every table and figure of the configuration (plain paths, for target rules)."""
+    return [str(f) for f in table_files(grid) + figure_files(grid)]
+
+
+def firing_rate_tables(grid: Grid) -> list[str]:
+    return [e["firing_rates"]["csv"] for e in grid.outputs()["experiments"].values()
+            if "firing_rates" in e]
+
+
+# ---- the training rule's arguments and resources (functions of wildcards) ------------------
+
+
+def run_processes(wildcards) -> int:
+    """Trainer processes of a job: one per GPU (DistributedDataParallel), at least one."""
+    return max(1, GRID.resources[GRID.run(wildcards).key]["gpu"])
+
+
+def trainer_command(wildcards) -> str:
+    """`python -m dsr.run` with this Snakemake's interpreter; under torchrun on several GPUs."""
+    python = shlex.quote(sys.executable)
+    procs = run_processes(wildcards)
+    if procs > 1:
+        return f"{python} -m torch.distributed.run --standalone --nproc_per_node={procs} -m dsr.run"
+    return f"{python} -m dsr.run"
+
+
+def trainer_args(wildcards) -> str:
+    """The CLI arguments of one run, each value shell-quoted."""
+    run = GRID.run(wildcards)
+    args = ["--method", run.method, "--dataset", run.dataset, "--arch", run.arch,
+            "--time-steps", str(run.T), "--seed", str(run.seed)]
+    if run.epochs is not None:
+        args += ["--epochs", str(run.epochs)]
+    if run.mode is not None:
+        args += ["--mode", run.mode]
+    for key, value in run.overrides:
+        args += ["--set", f"{key}={value}"]
+    if run.plugin is not None:
+        args += ["--plugin", f"{run.method}={run.plugin}"]
+    return shlex.join(args)
+
+
+def run_resource(name: str):
+    """Resource `name` of the run at these wildcards, as a rule resource function."""
+
+    def lookup(wildcards) -> int:
+        return GRID.resources[GRID.run(wildcards).key][name]
+
+    return lookup
+
+
+def run_threads(wildcards) -> int:
+    return GRID.resources[GRID.run(wildcards).key]["threads"]
+
+
+def run_runtime(wildcards, attempt: int) -> int:
+    """Minutes; each retry (a preempted or timed-out job resumes its checkpoint) gets more."""
+    return GRID.resources[GRID.run(wildcards).key]["runtime"] * attempt
+
+
+def run_cpus_per_gpu(wildcards) -> int:
+    res = GRID.resources[GRID.run(wildcards).key]
+    return res.get("cpus_per_gpu", res["threads"])

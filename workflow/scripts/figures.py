@@ -1,0 +1,218 @@
+"""Figures from the aggregated CSVs (runs.csv, <experiment>_firing_rates.csv), PNG + PDF.
+
+Per experiment: accuracy vs time steps per method (mean +- sample std over seeds, published
+values as hollow diamonds, T = 1 runs such as the ANN as a dashed reference line), accuracy vs
+energy or SynOps with its Pareto front, training time and peak memory vs T, and where the config
+asks for it Fig. S1 (per-layer firing rates, one panel per method, one line per T). A figure
+whose data is absent (e.g. SynOps not recorded) is drawn as a note saying so.
+"""
+
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aggregate import display, fail, load_published, published_for  # noqa: E402
+
+from dsr.results import ResultError, atomic_write  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def save(fig: plt.Figure, paths: dict[str, str]) -> None:
+    for ext, path in paths.items():
+        atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=150,
+                                                          bbox_inches="tight"), mode="wb")
+    plt.close(fig)
+
+
+def note(title: str, text: str) -> plt.Figure:
+    """A figure that says why there is nothing to plot."""
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
+    return fig
+
+
+def palette(methods: list[str]) -> dict[str, tuple]:
+    return dict(zip([display(m) for m in methods], sns.color_palette("tab10", len(methods)),
+                    strict=True))
+
+
+def _panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure, list]:
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
+    title = f"{exp['title']}: accuracy vs time steps"
+    if runs.empty:
+        return note(title, "No cached run of this experiment yet.")
+    colors = palette(exp["methods"])
+    fig, axes = _panels(len(exp["archs"]))
+    for ax, arch in zip(axes, exp["archs"], strict=True):
+        data = runs[runs["arch"] == arch].assign(Method=lambda d: d["method"].map(display))
+        snn = data[data["T"] > 1]
+        if not snn.empty:
+            sns.lineplot(snn, x="T", y="acc_best", hue="Method", palette=colors, marker="o",
+                         errorbar="sd", err_style="bars", ax=ax)
+        for method, ref in data[data["T"] == 1].groupby("method"):
+            ax.axhline(ref["acc_best"].mean(), ls="--", color=colors[display(method)],
+                       label=f"{display(method)} (T = 1)")
+        for (method, T), _ in data.groupby(["method", "T"]):
+            pub = published_for(published, exp["dataset"], arch, method, T)
+            if len(pub):
+                ax.scatter([T] * len(pub), pub["accuracy"], marker="D", s=40,
+                           facecolors="none", edgecolors=[colors[display(method)]] * len(pub),
+                           label=f"{display(method)} published")
+        ax.set(title=display(arch), xlabel="time steps T", ylabel="test accuracy, best epoch (%)")
+        if not snn.empty:
+            ax.set_xticks(sorted(snn["T"].unique()))
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+    fig.suptitle(title + " (mean ± std over seeds; hollow diamonds: published)")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_front(points: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Points no other point beats on both lower cost and higher accuracy."""
+    best, keep = float("-inf"), []
+    for i, row in points.sort_values([x, "acc_best"], ascending=[True, False]).iterrows():
+        if row["acc_best"] > best:
+            keep.append(i)
+            best = row["acc_best"]
+    return points.loc[keep]
+
+
+COST_AXES = (("energy_pj", "energy per test sample (µJ; 0.9 pJ/AC, 4.6 pJ/MAC)"),
+             ("synops_ac", "SynOps per test sample (millions of accumulates)"))
+
+
+def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
+    title = f"{exp['title']}: accuracy vs cost"
+    # energy where recorded, else SynOps; both in millions of their unit (pJ -> µJ, AC -> M)
+    axes = [(column, label) for column, label in COST_AXES if runs[column].notna().any()]
+    if not axes:
+        return note(title, "No run recorded SynOps or energy (synops.total_ac and "
+                           "synops.energy_pj are null), so there is no cost axis to plot.")
+    column, label = axes[0]
+    points = (runs.dropna(subset=[column]).assign(cost=lambda d: d[column] / 1e6)
+              .groupby(["arch", "method", "T"], sort=False)[["cost", "acc_best"]].mean()
+              .reset_index())
+    colors = palette(exp["methods"])
+    markers = dict(zip(exp["archs"], "osD^vP*X", strict=False))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, p in points.iterrows():
+        ax.scatter(p["cost"], p["acc_best"], color=colors[display(p["method"])],
+                   marker=markers.get(p["arch"], "o"), s=36,
+                   label=display(p["method"]) + ("" if len(exp["archs"]) == 1
+                                                 else f", {display(p['arch'])}"))
+        ax.annotate(f"T={p['T']}", (p["cost"], p["acc_best"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    front = pareto_front(points, "cost")
+    ax.step(front["cost"], front["acc_best"], where="post", ls=":", color="grey",
+            label="Pareto front")
+    if points["cost"].max() > 10 * points["cost"].min() > 0:
+        ax.set_xscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, bbox_to_anchor=(1.02, 1),
+              loc="upper left")
+    ax.set(title=title, xlabel=label, ylabel="test accuracy, best epoch (%)")
+    fig.tight_layout()
+    return fig
+
+
+def cost(exp: dict, runs: pd.DataFrame) -> plt.Figure:
+    title = f"{exp['title']}: training cost vs time steps"
+    if runs.empty:
+        return note(title, "No cached run of this experiment yet.")
+    data = runs.assign(Method=runs["method"].map(display), Arch=runs["arch"].map(display))
+    kinds = ", ".join(sorted(runs["peak_memory_kind"].dropna().unique())) or "not recorded"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    style = "Arch" if len(exp["archs"]) > 1 else None
+    for ax, y, label in ((axes[0], "seconds_per_epoch", "training time per epoch (s)"),
+                         (axes[1], "peak_memory_mb", f"peak memory (MiB; {kinds})")):
+        if data[y].notna().any():
+            sns.lineplot(data, x="T", y=y, hue="Method", style=style,
+                         palette=palette(exp["methods"]), marker="o", errorbar="sd",
+                         err_style="bars", ax=ax)
+            ax.set_xticks(sorted(data["T"].unique()))
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
+        ax.set(xlabel="time steps T", ylabel=label)
+    fig.suptitle(title + " (mean ± std over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def firing_rates(exp: dict, rates: pd.DataFrame) -> plt.Figure:
+    title = f"Fig. S1 — {exp['title']}: per-layer firing rates"
+    layers = rates[rates["layer"] != "total"].dropna(subset=["layer_index"])
+    if layers.empty:
+        return note(title, "No cached run of " + ", ".join(map(display, exp["firing_rates"]))
+                    + " yet.")
+    fig, axes = _panels(len(exp["firing_rates"]), width=6.0, height=4.0)
+    for ax, method in zip(axes, exp["firing_rates"], strict=True):
+        data = layers[layers["method"] == method]
+        if data.empty:
+            ax.text(0.5, 0.5, "not cached", ha="center", transform=ax.transAxes)
+        else:
+            sns.lineplot(data, x="layer_index", y="rate_mean", hue="T", marker="o",
+                         palette="viridis", ax=ax)
+            ticks = data.drop_duplicates("layer_index").sort_values("layer_index")
+            ax.set_xticks(ticks["layer_index"], ticks["layer"], rotation=90, fontsize=6)
+        ax.axhline(20, ls=":", color="grey", label="20%")
+        ax.set(title=display(method), xlabel="spiking layer",
+               ylabel="firing rate (% of neurons per step)")
+        ax.legend(title="T", fontsize=7)
+    fig.suptitle(title + " (mean over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
+                   rates: dict[str, pd.DataFrame], published: pd.DataFrame) -> None:
+    """Write every figure of every experiment (`rates`: Fig. S1 data by experiment)."""
+    for exp in experiments:
+        figs = outputs["experiments"][exp["name"]]["figures"]
+        mine = runs[runs["experiment"] == exp["name"]]
+        save(accuracy_vs_T(exp, mine, published), figs["accuracy_vs_T"])
+        save(pareto(exp, mine), figs["pareto"])
+        save(cost(exp, mine), figs["cost"])
+        if exp["firing_rates"]:
+            save(firing_rates(exp, rates[exp["name"]]), figs["firing_rates"])
+
+
+def render_from_csv(experiments: list[dict], outputs: dict, published: pd.DataFrame) -> None:
+    """Every figure, from the runs.csv and firing-rate CSVs the tables step wrote."""
+    runs = pd.read_csv(outputs["runs_csv"])
+    rates = {e["name"]: pd.read_csv(outputs["experiments"][e["name"]]["firing_rates"]["csv"])
+             for e in experiments if e["firing_rates"]}
+    render_figures(experiments, outputs, runs, rates, published)
+
+
+def main(smk) -> None:
+    try:
+        published = load_published(smk.input.published)
+    except ResultError as e:
+        fail(str(e), smk.log[0] if smk.log else None)
+    render_from_csv(smk.params.experiments, smk.params.outputs, published)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    main(snakemake)  # noqa: F821  (injected by Snakemake's script directive)
