@@ -14,11 +14,13 @@ $(STAMP): requirements.lock
 
 venv: $(STAMP)
 
+# the default suite plus the Slurm integration test (brings up a local cluster; needs root or
+# passwordless sudo, skipped otherwise); `make test-all` adds the slow and data-dependent tests
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow and not gpu"
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -m "not gpu"
 
 reproduce: $(STAMP)
 	$(VENV)/bin/snakemake --cores all --profile profiles/default reproduce_table

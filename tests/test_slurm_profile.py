@@ -1,0 +1,84 @@
+"""profiles/slurm with config/paper.yaml: every job requests what the config sets.
+
+A dry run plans the paper grid through the real profile; each training job's GPUs, memory, CPUs
+and runtime must equal the config's resources for its dataset and experiment (worked out here
+independently of workflow/rules/common.smk), and the SLURM plugin must turn them into the
+matching sbatch flags.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+
+
+def expected_resources(dataset: str, arch: str) -> dict:
+    """Config precedence: top-level < dataset < experiment (first experiment naming the cell)."""
+    res = dict(PAPER["resources"])
+    res.update(PAPER["datasets"].get(dataset, {}).get("resources", {}))
+    for exp in PAPER["experiments"]:
+        if exp["dataset"] == dataset and arch in exp["archs"]:
+            res.update(exp.get("resources", {}))
+            break
+    return res
+
+
+@pytest.fixture(scope="module")
+def planned_jobs() -> list[dict]:
+    done = subprocess.run(
+        [str(SNAKEMAKE), "reproduce_table", "-n", "--profile", "profiles/slurm",
+         "--configfile", "config/paper.yaml"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    jobs = []
+    for block in re.split(r"\n(?=rule )", done.stdout):
+        if not block.startswith("rule train:"):
+            continue
+        wildcards = dict(re.findall(r"(\w+)=([\w.-]+)", re.search(r"wildcards: (.*)", block)[1]))
+        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))
+        jobs.append({"wildcards": wildcards, "resources": resources})
+    return jobs
+
+
+def test_every_training_job_requests_the_configured_resources(planned_jobs: list[dict]) -> None:
+    assert len(planned_jobs) == 298  # the count config/paper.yaml states
+    for job in planned_jobs:
+        wc, got = job["wildcards"], job["resources"]
+        want = expected_resources(wc["dataset"], wc["arch"])
+        assert int(got["gpu"]) == want["gpu"], wc
+        assert int(got["mem_mb"]) == want["mem_mb"], wc
+        assert int(got["runtime"]) == want["runtime"], wc  # first attempt; retries grow it
+        assert int(got["cpus_per_gpu"]) == want["cpus_per_gpu"], wc
+
+
+def test_imagenet_jobs_ask_for_several_gpus(planned_jobs: list[dict]) -> None:
+    imagenet = [j for j in planned_jobs if j["wildcards"]["dataset"] == "imagenet"]
+    assert imagenet and {int(j["resources"]["gpu"]) for j in imagenet} == {4}
+
+
+@pytest.mark.parametrize("dataset,arch", [("cifar10", "preact_resnet18"),
+                                          ("cifar10", "preact_resnet110"),
+                                          ("imagenet", "preact_resnet18")])
+def test_plugin_turns_resources_into_sbatch_flags(dataset: str, arch: str) -> None:
+    want = expected_resources(dataset, arch)
+    values = {"gpu": want["gpu"], "mem_mb": want["mem_mb"], "runtime": want["runtime"],
+              "cpus_per_gpu": want["cpus_per_gpu"]}
+    job = SimpleNamespace(resources=SimpleNamespace(get=values.get, **values),
+                          threads=want["threads"])
+    params = {"run_uuid": "x", "slurm_logfile": "x.log", "comment_str": "rule_train",
+              "account": "-A acct", "partition": "-p gpu", "workdir": "."}
+    call = get_submit_command(job, params) + set_gres_string(job)
+    assert f"--mem {want['mem_mb']}" in call
+    assert f"-t {want['runtime']}" in call
+    assert f"--cpus-per-gpu={want['cpus_per_gpu']}" in call
+    assert f"--gpus={want['gpu']}" in call
