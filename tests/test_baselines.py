@@ -91,7 +91,7 @@ def test_converted_accuracy_rises_towards_ann(key):
     accs = []
     for T in (2, 8, 32):
         at_T = baselines.get(key)(dataclasses.replace(cfg, time_steps=T))
-        accs.append(trainer.evaluate(ann, at_T)[0])
+        accs.append(trainer.evaluate(ann, at_T).accuracy)
     assert ann_acc > 0.8  # a real classifier to convert
     assert all(b >= a - 0.02 for a, b in itertools.pairwise(accs)), (accs, ann_acc)
     assert abs(accs[-1] - ann_acc) <= 0.05, (accs, ann_acc)
@@ -240,7 +240,7 @@ def test_dsr_hybrid_calibrates_thresholds_from_the_trained_twin():
     twin.load_state_dict(snn.state_dict(), strict=False)  # the SNN holds the twin's weights
     clips = activation_percentiles(twin, calibration_batches(data, cfg, torch.device("cpu"), 5))
     assert [float(n.v_th.detach()) for n in snn.neurons()] == pytest.approx(clips)
-    assert trainer.evaluate(snn, method)[0] > 0.5  # the converted start is already accurate
+    assert trainer.evaluate(snn, method).accuracy > 0.5  # the converted start is already accurate
 
 
 # ---- the plug-in interface and configuration errors --------------------------------------------
