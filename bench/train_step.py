@@ -1,7 +1,8 @@
 """Training-step benchmark: DSR fast vs exact mode vs SpikingJelly's DSRIFNode and BPTT LIF.
 
-    python -m bench.train_step [--quick] [--arch NAME ...] [--T 5 10 20] [--threads N]
-        [--device cpu|cuda] [--amp bf16] [--channels-last] [--cosine]
+    python -m bench.train_step [--quick] [--arch NAME ...] [--T 5 10 20] [--variants ...]
+        [--threads N] [--device cpu|cuda] [--amp bf16] [--channels-last] [--heap-reuse]
+        [--cosine] [--phases]
 
 One step = forward + cross-entropy + backward + SGD (momentum) step at batch 32 on CIFAR-shaped
 random input (3x32x32, 10 classes). Every variant builds the same `dsr.models` architecture (the
@@ -18,8 +19,9 @@ block >= 128 KiB, so RSS follows live data; CUDA: max allocated) over the level 
 what one step adds: saved activations, temporaries and gradients (zero_grad frees them before
 each backward); then `step s` is the median wall time of n timed steps (glibc's default heap
 again) and `cpu s` their median process CPU time (all threads; robust to other jobs).
-`saved`: what autograd keeps for backward (unique storages, parameters
-excluded), O(T) for exact and BPTT, O(1) for fast. The last line is
+`saved`: what autograd keeps for backward (unique storages, parameters excluded), O(T) for exact
+and BPTT, O(1) for fast. `--cosine` adds the fast-vs-exact gradient cosine similarity (issue 2),
+`--phases` only prints where a fast step's time goes. The last line is
 `RATIOS fast/exact@T20=.. fast/sj-dsr@T20=.. fast/sj-bptt@T20=.. mem-fast@T20/T5=..` for
 PreAct-ResNet-18 (the last architecture run; the line before it says which).
 """
@@ -361,6 +363,53 @@ def _cosines(a: dict, b: dict) -> dict:
     return out
 
 
+# ---- where a fast step's time goes ------------------------------------------------------------
+
+
+def fast_phases(arch: str, T: int, batch: int = 32, repeats: int = 3, top: int = 8) -> str:
+    """Median seconds of a fast step's phases, then the record pass's costliest ops."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from dsr import models
+    from dsr.layers import phase
+    from dsr.neuron import IFNeuron
+
+    torch.manual_seed(0)
+    model = models.create(arch, functools.partial(IFNeuron, T, v_th=V_TH, lower_bound=0.01),
+                          num_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    times: dict[str, list[float]] = {"record": [], "represent": [], "backward": [], "sgd": []}
+    for i in range(repeats + 1):  # the first is warm-up
+        t = [time.perf_counter()]
+        with torch.no_grad(), phase(model, "record"):
+            model(x)
+        t.append(time.perf_counter())
+        with phase(model, "represent"):
+            loss = F.cross_entropy(model(x), y)
+        t.append(time.perf_counter())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.append(time.perf_counter())
+        opt.step()
+        t.append(time.perf_counter())
+        if i:
+            for k, a, b in zip(times, t, t[1:], strict=False):
+                times[k].append(b - a)
+    lines = [f"fast-mode phases, {arch} T={T} batch {batch} (median s): " + ", ".join(
+        f"{k} {statistics.median(v):.3f}" for k, v in times.items())]
+    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad(), \
+            phase(model, "record"):
+        model(x)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    lines += [f"  record pass {e.key:<28} {e.self_cpu_time_total / 1e3:8.0f} ms "
+              f"{100 * e.self_cpu_time_total / total:5.1f} %" for e in events[:top]]
+    return "\n".join(lines)
+
+
 # ---- the parent: plan, run, print ---------------------------------------------------------------
 
 
@@ -433,13 +482,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed full steps (the first one measures memory)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps at most")
-    p.add_argument("--max-seconds", type=float, default=20.0,
+    p.add_argument("--repeats", type=int, default=3, help="timed steps at most")
+    p.add_argument("--max-seconds", type=float, default=10.0,
                    help="stop timing a configuration after this many seconds (two timed "
                         "steps at least, one if a single step takes longer)")
     p.add_argument("--heap-reuse", action="store_true",
                    help="CPU: time with glibc serving every block from an untrimmed heap "
                         "(mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=max): no page faults")
+    p.add_argument("--phases", action="store_true",
+                   help="only print where a fast step's time goes (phases, record-pass ops) "
+                        "for each --arch and --T, in this process, then exit")
     p.add_argument("--cosine", action="store_true",
                    help="also print the fast-vs-exact gradient cosine similarity")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per configuration")
@@ -463,6 +515,15 @@ def main(argv: list[str] | None = None) -> int:
     if min(Ts) < 1 or args.batch < 1 or args.threads < 1:
         print("error: --T, --batch and --threads must be positive integers", file=sys.stderr)
         return 2
+    if args.phases:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(machine_line(args.threads, "cpu"))
+        for arch in archs:
+            for T in Ts:
+                print(fast_phases(arch, T, args.batch), flush=True)
+        return 0
     repeats = 2 if args.quick else args.repeats
     in_process = args.device.startswith("cuda") if args.in_process is None else args.in_process
     print(machine_line(args.threads, args.device), flush=True)
