@@ -26,9 +26,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 if TYPE_CHECKING:
-    from dsr.config import RunConfig
-    from dsr.data import Dataset
-    from dsr.method import Method
+    pass
 
 PJ_PER_AC = 0.9  # 45 nm, 32-bit float add (Horowitz, ISSCC 2014)
 PJ_PER_MAC = 4.6  # 45 nm, 32-bit float multiply + add
@@ -328,23 +326,6 @@ class SynOpsCounter:
 
 
 @torch.no_grad()
-def synops(net: nn.Module, method: Method, data: Dataset, device: torch.device, cfg: RunConfig,
-           pj_per_ac: float = PJ_PER_AC, pj_per_mac: float = PJ_PER_MAC) -> dict[str, Any]:
-    """SynOps and energy per test sample over the whole test set, `net` in eval mode.
-
-    Static images: the stem runs once per sample (direct encoding holds its constant output
-    over the T steps), so it costs one evaluation of MACs; event data: T evaluations.
-    """
-    net.eval()
-    counter = SynOpsCounter(net, method.spiking_layers(net))
-    samples = 0
-    with counter.attach():
-        for x, y in data.batches("test", cfg.train.eval_batch_size, device=device):
-            method.logits(net, x)
-            samples += len(y)
-    return counter.report(samples, pj_per_ac, pj_per_mac)
-
-
 # ---- cost --------------------------------------------------------------------------------------
 
 
