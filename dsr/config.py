@@ -56,6 +56,7 @@ class TrainConfig:
     data_root: str | None = None
     download: bool = False
     train_subset: int | None = None  # class-balanced subset size for reduced-scale runs
+    test_subset: int | None = None  # the same class-balanced test images for every run
     dvs_split: str = "first900"  # first900 (paper) | last900 (many later papers)
     frames: int = 20  # DVS frames per sample (split by event count)
     base_width: int | None = None  # None: the architecture's own width
@@ -89,8 +90,10 @@ class TrainConfig:
             raise ConfigError(f"dvs_split must be 'first900' or 'last900', got {self.dvs_split!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.train_subset is not None and self.train_subset < 1:
-            raise ConfigError(f"train_subset must be >= 1, got {self.train_subset}")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.stem not in ("cifar", "imagenet"):
             raise ConfigError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -36,7 +36,7 @@ from torch import Tensor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_FORMAT = 1  # bump when the cache content changes meaning
-SUBSET_SEED = 0  # train_subset draws the same images whatever the run seed
+SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
 DIGITS_SPLIT_SEED = 0
 DVS_SPLITS = ("first900", "last900")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
@@ -69,6 +69,13 @@ class DataInfo:
     test_size: int
     source: str  # the directory read, or "sklearn"
     preprocessing: str
+
+
+def _where(path: Path) -> str:
+    """A data path as recorded in metrics.json: relative to the repository when inside it, so
+    results committed with the repository name no machine's directories."""
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def _one_line(err: BaseException) -> str:
@@ -118,12 +125,14 @@ def random_flip(x: Tensor, flip: Tensor) -> Tensor:
     return torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
 
 
-def _balanced_subset(y: Tensor, n: int, num_classes: int, name: str) -> Tensor:
-    """Sorted indices of n samples, n // K per class (the remainder to the first classes)."""
+def _balanced_subset(y: Tensor, n: int, num_classes: int, name: str, split: str) -> Tensor:
+    """Sorted indices of n samples of `split`, n // K per class (the remainder to the first
+    classes), drawn with SUBSET_SEED so every run and method sees the same images."""
+    field = f"{split}_subset"
     if not num_classes <= n <= len(y):
         raise DataError(
-            f"{name}: train_subset={n} must be between num_classes={num_classes} and the "
-            f"training-set size {len(y)}; set train_subset accordingly"
+            f"{name}: {field}={n} must be between num_classes={num_classes} and the "
+            f"{split}-set size {len(y)}; set {field} accordingly"
         )
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SUBSET_SEED))
     y_perm = y[perm]
@@ -133,8 +142,8 @@ def _balanced_subset(y: Tensor, n: int, num_classes: int, name: str) -> Tensor:
         idx = perm[y_perm == c][:quota]
         if len(idx) < quota:
             raise DataError(
-                f"{name}: train_subset={n} needs {quota} images of class {c}, the training set "
-                f"has {len(idx)}; use a smaller train_subset"
+                f"{name}: {field}={n} needs {quota} images of class {c}, the {split} set "
+                f"has {len(idx)}; use a smaller {field}"
             )
         picked.append(idx)
     return torch.cat(picked).sort().values
@@ -176,13 +185,13 @@ class Dataset:
         n = self.split_size(split)
         return n // batch_size if drop_last else -(-n // batch_size)
 
-    def with_train_subset(self, n: int) -> Dataset:
-        """A copy whose training split is a class-balanced, seed-independent subset of n."""
-        x, y = self._splits["train"]
-        idx = _balanced_subset(y, n, self.info.num_classes, self.info.name)
+    def with_subset(self, split: str, n: int) -> Dataset:
+        """A copy whose `split` is a class-balanced, seed-independent subset of n samples."""
+        x, y = self._splits[split]
+        idx = _balanced_subset(y, n, self.info.num_classes, self.info.name, split)
         out = copy.copy(self)
-        out.info = dataclasses.replace(self.info, train_size=n)
-        out._splits = {**self._splits, "train": (x[idx], y[idx])}
+        out.info = dataclasses.replace(self.info, **{f"{split}_size": n})
+        out._splits = {**self._splits, split: (x[idx], y[idx])}
         out._on_device = {}
         return out
 
@@ -307,21 +316,22 @@ class ImageFolderStream(Dataset):
         from torchvision import transforms as tv
 
         self.info, self._folders, self._workers = info, folders, workers
-        self._subset: Tensor | None = None
+        self._subset: dict[str, Tensor] = {}  # split -> indices into its folder
         norm = [tv.ToTensor(), tv.Normalize(*IMAGENET_STATS)]
         self._train_tf = tv.Compose([tv.RandomResizedCrop(224), tv.RandomHorizontalFlip(), *norm])
         self._eval_tf = tv.Compose([tv.Resize(256), tv.CenterCrop(224), *norm])
 
     def split_size(self, split: str) -> int:
-        if split == "train" and self._subset is not None:
-            return len(self._subset)
+        if split in self._subset:
+            return len(self._subset[split])
         return len(self._folders[split])
 
-    def with_train_subset(self, n: int) -> ImageFolderStream:
-        y = torch.tensor(self._folders["train"].targets)
+    def with_subset(self, split: str, n: int) -> ImageFolderStream:
+        y = torch.tensor(self._folders[split].targets)
         out = copy.copy(self)
-        out.info = dataclasses.replace(self.info, train_size=n)
-        out._subset = _balanced_subset(y, n, self.info.num_classes, self.info.name)
+        out.info = dataclasses.replace(self.info, **{f"{split}_size": n})
+        picked = _balanced_subset(y, n, self.info.num_classes, self.info.name, split)
+        out._subset = {**self._subset, split: picked}
         return out
 
     def _iterate(self, split, batch_size, gen, shuffle, augment, device, mine, drop_last):
@@ -329,7 +339,7 @@ class ImageFolderStream(Dataset):
         data = _SeededTransform(
             self._folders[split], self._train_tf if augment else self._eval_tf, base_seed
         )
-        index = self._subset if split == "train" and self._subset is not None else None
+        index = self._subset.get(split)
         n = self.split_size(split)
         plan = [
             (idx if index is None else index[idx])[mine].tolist()
@@ -568,7 +578,7 @@ def _load_cifar(name: str, num_classes: int, stats: tuple) -> Callable[..., Data
             split=None,
             train_size=len(splits["train"][1]),
             test_size=len(splits["test"][1]),
-            source=str(source.resolve()),
+            source=_where(source),
             preprocessing="normalise (official mean/std), crop32 pad4, flip",
         )
         return Dataset(info, splits, scale=1 / 255, mean=stats[0], std=stats[1], pad=4, flip=True)
@@ -602,7 +612,7 @@ def _load_imagenet(root: Path | None, opt: _Options) -> Dataset:
         split=None,
         train_size=len(folders["train"]),
         test_size=len(folders["test"]),
-        source=str(root.resolve()),
+        source=_where(root),
         preprocessing="train: random resized crop 224, flip; eval: resize 256, centre crop 224; "
         "normalise (ImageNet mean/std); decoded every epoch by DataLoader workers",
     )
@@ -736,7 +746,7 @@ def _load_cifar10_dvs(root: Path | None, opt: _Options) -> Dataset:
         split=opt.dvs_split,
         train_size=int((~test).sum()),
         test_size=int(test.sum()),
-        source=str(folder.resolve()),
+        source=_where(folder),
         preprocessing=f"{opt.frames} frames split_by=number, resize 48 bilinear, crop48 pad4, "
         "no flip, raw event counts (no normalisation)",
     )
@@ -760,6 +770,7 @@ def load(
     download: bool = False,
     cache_dir: str | Path | None = None,
     train_subset: int | None = None,
+    test_subset: int | None = None,
     dvs_split: str = "first900",
     frames: int = 20,
     workers: int | None = None,
@@ -767,8 +778,10 @@ def load(
     """Load a registered dataset (decoding it into the cache on first use).
 
     root defaults to <repo>/data/<name>; cache_dir to <repo>/.cache/data. train_subset=N keeps a
-    class-balanced, seed-independent N-image training subset. dvs_split and frames apply to
-    cifar10_dvs, workers (DataLoader processes, default min(8, cpus)) to imagenet.
+    class-balanced, seed-independent N-image training subset, test_subset=M an M-image test subset
+    (the same M images for every run: reduced-scale runs that cannot afford the full test set).
+    dvs_split and frames apply to cifar10_dvs, workers (DataLoader processes, default
+    min(8, cpus)) to imagenet.
     """
     if name not in _LOADERS:
         raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
@@ -782,7 +795,10 @@ def load(
         workers=min(8, os.cpu_count() or 1) if workers is None else workers,
     )
     data = _LOADERS[name](Path(root) if root is not None else None, opt)
-    return data if train_subset is None else data.with_train_subset(train_subset)
+    for split, n in (("train", train_subset), ("test", test_subset)):
+        if n is not None:
+            data = data.with_subset(split, n)
+    return data
 
 
 def shared_data_root() -> Path | None:

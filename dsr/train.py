@@ -173,7 +173,6 @@ class Trainer:
         return total / max(1, count)
 
     @torch.no_grad()
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, method: Method, synops: bool = False) -> Evaluation:
         """Test accuracy and firing rates over the whole test set (+ SynOps when asked)."""
         t = self.cfg.train
@@ -239,7 +238,8 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
         torch.use_deterministic_algorithms(True, warn_only=True)
     t = cfg.train
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
-                         train_subset=t.train_subset, dvs_split=t.dvs_split, frames=t.frames)
+                         train_subset=t.train_subset, test_subset=t.test_subset,
+                         dvs_split=t.dvs_split, frames=t.frames)
     method: Method = baselines.get(cfg.method, plugins)(cfg)
     model = method.build(cfg.arch, data.info).to(device)
     trainer = Trainer(cfg, method, data, device, dist, log)

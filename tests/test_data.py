@@ -310,6 +310,21 @@ def test_train_subset_is_balanced_and_seed_independent(digits: data.Dataset):
         data.load("digits", train_subset=5000)
 
 
+def test_test_subset_is_balanced_fixed_and_leaves_training_alone(digits: data.Dataset):
+    sub = data.load("digits", test_subset=50)
+    x, y = sub._splits["test"]
+    assert sub.info.test_size == len(y) == 50 and torch.bincount(y).tolist() == [5] * 10
+    assert sub.info.train_size == digits.info.train_size
+    assert torch.equal(sub._splits["train"][0], digits._splits["train"][0])
+    # a subset of the full test split, the same images on every load
+    full = digits._splits["test"][0].flatten(1)
+    assert all((full == row).all(1).any() for row in x.flatten(1))
+    assert torch.equal(data.load("digits", test_subset=50)._splits["test"][0], x)
+    assert len(list(sub.batches("test", 16))) == 4
+    with pytest.raises(DataError, match=r"test_subset=400 must be between .* test-set size 360"):
+        data.load("digits", test_subset=400)
+
+
 # ---- augmentation ------------------------------------------------------------------------------
 
 
@@ -541,7 +556,7 @@ def test_imagenet_stream(imagenet_root: Path):
             assert torch.allclose(shards[r][step][0], x[r::2]) and torch.equal(
                 shards[r][step][1], y[r::2]
             )
-    sub = ds.with_train_subset(2)
+    sub = ds.with_subset("train", 2)
     assert sub.info.train_size == 2 and sorted(next(sub.batches("train", 2))[1].tolist()) == [0, 1]
 
 
