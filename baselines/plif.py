@@ -7,7 +7,8 @@ Deviation: the paper charges v[t] = v[t-1] + k (x[t] - v[t-1]) (decay_input=True
 membrane converges to the input; behind the DSR head's global average pool the input is a spike
 rate <= 1 < v_th, so that layer never fires and the network stays at chance (measured on
 digits). The default here is decay_input=False, v[t] = (1 - k) v[t-1] + x[t] (steady state
-tau x), the form of STBP-tdBN and TET; `--set decay_input=true` restores the paper's.
+tau x), the form of STBP-tdBN and TET; `--set decay_input=true` restores the paper's. (Measured
+while the head still had that post-pool neuron, which `SurrogateMethod` has since dropped.)
 Weight decay applies to w as to every parameter (the harness's rule), pulling tau towards 2.
 Reported (PLIF paper, unverified here): CIFAR-10 93.50 % (T = 8), CIFAR10-DVS 74.80 % (T = 20),
 MNIST 99.72 %, Fashion-MNIST 94.38 %, N-MNIST 99.61 %, DVS128 Gesture 97.57 %, on the paper's

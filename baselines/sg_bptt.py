@@ -6,15 +6,16 @@ Neurons are SpikingJelly 2.0 multi-step nodes (step_mode="m"):
   s[t] = H(v[t] - v_th); hard reset v <- v_reset = 0 after a spike (None: v -= v_th), not
   detached; backward replaces dH/dv by ATan, g'(u) = alpha / 2 / (1 + (pi/2 alpha u)^2),
   u = v - v_th, alpha = 2 (SpikingJelly's ATan, used by Fang et al., ICCV 2021).
-Defaults: IF, v_th 1; for LIF tau 2 without input decay (STBP-tdBN's and TET's form). Why: the
-architectures' official DSR head feeds a neuron with globally average-pooled 0/1 spikes, values
-in [0, 1]; IF integrates them (rate in = rate out), a decay_input LIF's membrane converges to the
-input and never reaches v_th = 1, so that layer stays silent and nothing reaches the classifier
-(measured on digits: chance accuracy after 4 epochs), while the LIF here reaches v = tau x.
+Defaults: IF, v_th 1; for LIF tau 2 without input decay (STBP-tdBN's and TET's form). Why IF:
+it was chosen while these networks still had the DSR head's neuron after the global average
+pool, fed with pooled 0/1 spikes in [0, 1]; a decay_input LIF's membrane converges to its input
+and never reached v_th = 1 there (measured on digits: chance after 4 epochs). The head has since
+dropped that neuron (see `SurrogateMethod.pool_neuron`); the choice was not re-measured.
 BN normalises over T x B (dsr.layers.TBatchNorm), as tdBN does (Zheng et al., AAAI 2021) but
-without its alpha * V_th scaling. Head: output_neuron=False, logits = time-mean of the last FC's
-outputs (the usual SG readout). The closest published recipe (SG + BPTT + T x B BN), STBP-tdBN,
-reports (unverified here): CIFAR-10 ResNet-19 93.16 / 92.92 / 92.34 % at T = 6 / 4 / 2;
+without its alpha * V_th scaling. Head: no neuron after the global average pool and
+output_neuron=False, logits = time-mean of the last FC's outputs (the usual SG readout). The
+closest published recipe (SG + BPTT + T x B BN), STBP-tdBN, reports (unverified here): CIFAR-10
+ResNet-19 93.16 / 92.92 / 92.34 % at T = 6 / 4 / 2;
 CIFAR10-DVS ResNet-19 67.8 % (T = 10); ImageNet ResNet-34 63.72 % (T = 6).
 """
 
@@ -85,6 +86,11 @@ class SurrogateMethod(Method):
 
     category = "surrogate gradient"
     output_neuron = False
+    # pool -> FC, as in the STBP-tdBN / TET ResNets: an IF neuron after the global average pool
+    # integrates pooled rates r < 1 and fires only if sum_t r_t >= v_th, so at T = 2 almost no
+    # pooled feature reached the FC and TET stayed at chance (loss ln 10) for 3 epochs on real
+    # CIFAR-10 (PreAct-ResNet-20, config/reduced.yaml before this change)
+    pool_neuron = False
 
     def node(self) -> nn.Module:
         """A fresh multi-step SpikingJelly neuron with this method's hyperparameters."""

@@ -3,8 +3,8 @@
     python -m bench.real_cifar [--method dsr-if] [--epochs 3] [--subset 10000] [--set v_th=1]
 
 Runs the trainer CLI exactly as a user would, then prints per-epoch test accuracy and training
-images per second. Needs the JPEG copy at ../shared/data (extracted once into .cache/); without
-it the script says so and exits 0.
+images per second. Needs the JPEG copy at ../shared/data (extracted once into data/cifar10/,
+where config/reduced.yaml reads it); without it the script says so and exits 0.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if shared_data_root() is None:
         print("skipped: the real CIFAR-10 copy (../shared/data) is not present")
         return 0
-    root = ensure_cifar10_jpeg(REPO_ROOT / ".cache" / "cifar10-jpeg")
+    root = ensure_cifar10_jpeg(REPO_ROOT / "data" / "cifar10")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.json"
         cli = ["--method", args.method, "--dataset", "cifar10", "--arch", args.arch,

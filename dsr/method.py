@@ -42,6 +42,7 @@ class Method:
     modes: ClassVar[tuple[str, ...]] = ("exact",)  # the first is the default
     spiking: ClassVar[bool] = True
     output_neuron: ClassVar[bool] = True  # the architectures' official head ends in a neuron
+    pool_neuron: ClassVar[bool] = True  # ResNets: a neuron after the global average pool
     Params: ClassVar[type] = NoParams
 
     def __init__(self, cfg: RunConfig):
@@ -64,7 +65,7 @@ class Method:
         if t.base_width is not None:
             kw["base_width"] = t.base_width
         if arch.startswith("preact_resnet"):
-            kw["stem"] = t.stem
+            kw["stem"], kw["pool_neuron"] = t.stem, self.pool_neuron
         if arch == "vgg11":
             kw["input_size"] = info.image_size
         return models.create(arch, self.neuron_factory(), **kw)

@@ -96,6 +96,7 @@ class PreActResNet(SpikingNet):
         stem: str = "cifar",
         dropout: float = 0.0,
         output_neuron: bool = True,
+        pool_neuron: bool = True,
     ):
         super().__init__()
         if stem == "cifar":
@@ -112,7 +113,9 @@ class PreActResNet(SpikingNet):
                 cin = w
         self.stages = nn.Sequential(*layers)
         self.bn, self.n_pre = TBatchNorm(cin), tag(neuron())
-        self.pool, self.n_pool = global_avg_pool(), tag(neuron())
+        # the official DSR head has a neuron after the average pool; pool_neuron=False drops it
+        self.pool = global_avg_pool()
+        self.n_pool = tag(neuron()) if pool_neuron else nn.Identity()
         self.flat, self.drop = flatten(), TimeSharedDropout(dropout)
         self.fc = linear(cin, num_classes)
         if output_neuron:
@@ -209,7 +212,7 @@ def names() -> list[str]:
 
 def create(name: str, neuron: NeuronFactory, **kwargs) -> SpikingNet:
     """Build architecture `name` with layers from `neuron()`; kwargs: num_classes, in_channels,
-    base_width, dropout, output_neuron, stem (ResNets), input_size (VGG)."""
+    base_width, dropout, output_neuron, stem and pool_neuron (ResNets), input_size (VGG)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(names())}")
     return _REGISTRY[name](neuron, **kwargs)

@@ -92,7 +92,17 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
-def provenance(device: torch.device, start: str, world_size: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Start:
+    """When a run started and which code it started with: read then, not when it ends, so a
+    commit made while a long run trains is not recorded as the code that ran."""
+
+    time: str
+    git_commit: str | None
+    git_dirty: bool | None  # tracked files differ from git_commit
+
+
+def started() -> Start:
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
@@ -100,8 +110,11 @@ def provenance(device: torch.device, start: str, world_size: int) -> dict[str, A
         except (OSError, subprocess.SubprocessError):
             return None
 
-    commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
+    return Start(now(), git("rev-parse", "HEAD"), None if status is None else bool(status))
+
+
+def provenance(device: torch.device, start: Start, world_size: int) -> dict[str, Any]:
     packages = {}
     for name in PACKAGES:
         try:
@@ -110,9 +123,9 @@ def provenance(device: torch.device, start: str, world_size: int) -> dict[str, A
             packages[name] = None
     packages["python"] = platform.python_version()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status),
+    return {"git_commit": start.git_commit, "git_dirty": start.git_dirty,
             "packages": packages, "device": f"{device.type}: {name or platform.machine()}",
-            "start_time": start, "end_time": now(), "hostname": socket.gethostname(),
+            "start_time": start.time, "end_time": now(), "hostname": socket.gethostname(),
             "world_size": world_size}
 
 
@@ -230,7 +243,7 @@ def finite_state(model: nn.Module) -> bool:
 
 def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print) -> dict:
     """Train and evaluate one configuration; write `out` (metrics.json) atomically at the end."""
-    start = now()
+    start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
     torch.manual_seed(cfg.seed)
@@ -308,7 +321,7 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
 
 
 def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, last: Evaluation,
-                  history: dict[str, list], start: str, dist: Dist) -> dict[str, Any]:
+                  history: dict[str, list], start: Start, dist: Dist) -> dict[str, Any]:
     device, data = trainer.device, trainer.data
     net, counter = last.net, last.counter
     names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]

@@ -105,6 +105,22 @@ def test_conversion_if_rate_approaches_clipped_input(gen):
     assert torch.allclose(o.mean(0), x[0].clamp(0, 1.5), atol=1.5 / T)
 
 
+def test_qcfs_pooled_features_reach_the_fc_unquantised():
+    # a QCFS after the pool turned pooled means (< 1) into zeros with lam = 8 (see QCFS)
+    cfg, method, data, _ = make_run(["--method", "qcfs", "--time-steps", "4", *SMALL])
+    net = method.build("preact_resnet8", data.info)
+    _, ann_method, _, _ = make_run(["--method", "ann", "--time-steps", "1", *SMALL])
+    ann = ann_method.build("preact_resnet8", data.info)
+    assert isinstance(net.n_pool, torch.nn.Identity)
+    assert len(net.neurons()) == len(ann.neurons()) - 1
+    seen = []
+    net.fc.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    net(next(data.batches("test", 64))[0])
+    step = method.p.lam / method.p.L  # the quantisation step of every QCFS activation
+    off_grid = torch.remainder(seen[0], step) != 0
+    assert off_grid.float().mean() > 0.25 and (seen[0] != 0).float().mean() > 0.25
+
+
 @pytest.mark.parametrize("L", [1, 4, 8])
 def test_qcfs_snn_equals_its_ann_at_t_equals_l(L, gen):
     # Bu et al.: with phi = 1/2 and membrane starting at v_th / 2 the SNN's mean output over

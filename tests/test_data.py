@@ -577,7 +577,7 @@ def test_real_cifar10_jpeg_copy():
     shared = data.shared_data_root()
     if shared is None or not (shared / "cifar10-jpeg.tar.gz").is_file():
         pytest.skip("real CIFAR-10 JPEG copy not found at ../shared/data/cifar10-jpeg.tar.gz")
-    root = data.ensure_cifar10_jpeg(data.REPO_ROOT / ".cache" / "cifar10-jpeg")
+    root = data.ensure_cifar10_jpeg(data.REPO_ROOT / "data" / "cifar10")
     ds = data.load("cifar10", root)
     assert (ds.info.train_size, ds.info.test_size, ds.info.num_classes) == (50_000, 10_000, 10)
     x, y = next(ds.batches("train", 50_000, shuffle=False, augment=False))

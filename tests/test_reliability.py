@@ -781,3 +781,32 @@ def assert_same(a, b, where: str) -> None:
             assert_same(u, v, f"{where}[{i}]")
     else:
         assert a == b, where
+
+
+def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
+    """A commit made while a run trains must not be recorded as the code that ran."""
+    from dsr import train as dsr_train
+
+    calls = []
+    real = dsr_train.subprocess.run
+
+    def git(args, **kw):  # what git answers: HEAD moves and the tree turns dirty after epoch 1
+        if args[0] != "git":
+            return real(args, **kw)
+        calls.append(args[1])
+        out = real(["true"], **kw)
+        late = any("epoch 1/" in line for line in logged)
+        if args[1] == "rev-parse":
+            out.stdout = "b" * 40 if late else "a" * 40
+        else:
+            out.stdout = " M dsr/train.py" if late else ""
+        return out
+
+    logged: list[str] = []
+    monkeypatch.setattr(dsr_train.subprocess, "run", git)
+    cfg, _ = cli.resolve(cli.parser().parse_args(["--method", "dsr-if", *TINY, "--epochs", "2",
+                                                  "--out", str(tmp_path / "m.json")]))
+    m = dsr_train.run(cfg, tmp_path / "m.json", log=logged.append)
+    assert any("epoch 1/2" in line for line in logged) and sorted(set(calls)) == [
+        "rev-parse", "status"]
+    assert m["provenance"]["git_commit"] == "a" * 40 and m["provenance"]["git_dirty"] is False

@@ -253,6 +253,45 @@ def test_stale_cached_run_is_listed_not_shown(tmp_path: Path) -> None:
         tmp_path / "tables/t/digits.md").read_text()
 
 
+# ---- the committed reduced-scale CIFAR-10 results (config/reduced.yaml) --------------------
+
+REDUCED_RUNS = 19  # 6 SNN methods x T 2/5/10 + the ANN, one seed (config/reduced.yaml)
+
+
+def test_reduced_results_regenerate_from_cache_without_training(tmp_path: Path) -> None:
+    """The committed reduced-run metrics regenerate every reduced table and figure on a fresh
+    clone: no training job planned, no data read, and the tables equal the committed ones."""
+    import shutil
+
+    cfg = yaml.safe_load((ROOT / "config" / "reduced.yaml").read_text())
+    committed = ROOT / cfg["tables_dir"] / cfg["name"]
+    results = tmp_path / "results"  # a copy: the rule writes its log under results_dir
+    shutil.copytree(ROOT / cfg["results_dir"] / "runs", results / "runs")
+    assert len(list(results.rglob("metrics.json"))) == REDUCED_RUNS
+    cfg.update(results_dir=str(results), tables_dir=str(tmp_path / "tables"))
+    # the data is not needed, and where it lives is not part of a run's identity
+    cfg["datasets"]["cifar10"]["data_root"] = str(tmp_path / "no-data-here")
+    path = tmp_path / "reduced.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    dry = snakemake("-n", "figures_from_cache", "--configfile", str(path))
+    assert dry.returncode == 0 and planned(dry) == {"figures_from_cache": 1}, dry.stderr[-2000:]
+    out = snakemake("figures_from_cache", "--profile", "profiles/figures",
+                    "--configfile", str(path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"All {REDUCED_RUNS} runs of configuration `reduced` are cached and current" in (
+        out.stdout)
+    made = tmp_path / "tables" / cfg["name"]
+    names = {p.relative_to(made) for p in made.rglob("*") if p.is_file()}
+    expected = {p.relative_to(committed) for p in committed.rglob("*") if p.is_file()}
+    assert names == expected - {Path("README.md")}
+    for rel in names:
+        if rel.suffix in (".png", ".pdf"):  # binary, with creation dates: present and non-trivial
+            assert (made / rel).stat().st_size > 1000, rel
+        else:
+            text = (made / rel).read_text().replace(str(results), "results/reduced")
+            assert text == (committed / rel).read_text(), f"{rel} differs from the committed one"
+
+
 # ---- the aggregation functions themselves --------------------------------------------------
 
 
@@ -286,6 +325,19 @@ def test_stale_reason_compares_recorded_config() -> None:
     assert aggregate.stale_reason(m, {**cell, "set": {"lr": "0.05"}}) == \
         "ran lr=0.1, config asks lr=0.05"
     assert aggregate.stale_reason(m, {**cell, "mode": "fast"}) == "ran mode exact, config asks fast"
+    # data_root, device, latency repeats do not change a run's identity (dsr.config.NOT_IDENTITY)
+    moved = {"data_root": "/elsewhere/cifar10", "device": "cuda", "latency_batches": "9"}
+    assert aggregate.stale_reason(m, {**cell, "set": moved}) is None
+
+
+def test_legend_says_when_runs_use_data_subsets() -> None:
+    cell = {"experiment": "e", "set": {"test_subset": "1000", "train_subset": "4000"}}
+    exp = {"name": "e", "dataset": "cifar10"}
+    text = aggregate.legend_text("c", exp, [cell, {**cell, "experiment": "other", "set": {}}])
+    assert "Trained on a fixed class-balanced subset of the train set (4,000 images). " in text
+    assert "Accuracy: a fixed class-balanced subset of the test set (1,000 images), %" in text
+    full = aggregate.legend_text("c", exp, [{**cell, "set": {}}])
+    assert "Trained on" not in full and "Accuracy: test set, %" in full
 
 
 def test_latex_escapes_and_pareto_front() -> None:

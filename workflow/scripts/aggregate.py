@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from dsr.config import NOT_IDENTITY  # noqa: E402
 from dsr.results import (  # noqa: E402
     ResultError,
     atomic_write_text,
@@ -87,6 +88,9 @@ def stale_reason(metrics: dict, cell: dict) -> str | None:
         return f"ran mode {metrics['mode']}, config asks {cell['mode']}"
     recorded = {**metrics["config"].get("params", {}), **metrics["config"].get("train", {})}
     for key, raw in cell["set"].items():
+        # where the data lives, the device, latency repeats: not what the run computed
+        if key in NOT_IDENTITY:
+            continue
         if key in recorded and not _same(recorded[key], raw):
             return f"ran {key}={recorded[key]}, config asks {key}={raw}"
     return None
@@ -407,9 +411,22 @@ def latex_table(header: list[str], rows: list[list[str]], caption: str, label: s
     return "\n".join(lines) + "\n"
 
 
-def legend_text(name: str, exp: dict) -> str:
+def subset_text(cells: list[dict], split: str) -> str | None:
+    """How the experiment's runs subsample `split` (train_subset / test_subset), if they do."""
+    sizes = sorted({c["set"].get(f"{split}_subset", "none") for c in cells})
+    if sizes == ["none"]:
+        return None
+    shown = ", ".join("full" if n == "none" else f"{int(n):,}" for n in sizes)
+    return f"a fixed class-balanced subset of the {split} set ({shown} images)"
+
+
+def legend_text(name: str, exp: dict, cells: list[dict]) -> str:
+    cells = [c for c in cells if c["experiment"] == exp["name"]]
+    test, train = subset_text(cells, "test"), subset_text(cells, "train")
     return (f"Configuration `{name}`, experiment `{exp['name']}` on {display(exp['dataset'])}. "
-            "Accuracy: test set, %, mean ± sample std over the seeds present (Seeds: present/"
+            + (f"Trained on {train}. " if train else "")
+            + f"Accuracy: {test or 'test set'}, %, mean ± sample std over the seeds present "
+            "(Seeds: present/"
             "configured); Best = best epoch (what the paper reports), Final = last epoch. "
             "SynOps: millions of accumulates per test sample; energy: µJ per test sample "
             "(45 nm: 0.9 pJ per AC, 4.6 pJ per MAC); firing rate = spikes per neuron per time "
@@ -426,7 +443,7 @@ def render_experiment(name: str, exp: dict, cells: list[dict], col: Collected,
     only = published_only(exp, cells, published)
     rows, orows = table_rows(summary), only_rows(only, sources)
     lacking = int((summary["seeds_expected"] - summary["seeds_present"]).sum())
-    md = [f"# {exp['title']}", "", legend_text(name, exp), ""]
+    md = [f"# {exp['title']}", "", legend_text(name, exp, cells), ""]
     if lacking:
         md += [f"**{lacking} of {int(summary['seeds_expected'].sum())} runs are missing or "
                "stale; see MISSING.md.**", ""]
@@ -437,7 +454,7 @@ def render_experiment(name: str, exp: dict, cells: list[dict], col: Collected,
     notes = source_lines(sources)
     if notes:
         md += ["Sources:", "", *[f"- {n}" for n in notes], ""]
-    tex = latex_table(HEADER, rows, f"{exp['title']}. {legend_text(name, exp)}", exp["name"],
+    tex = latex_table(HEADER, rows, f"{exp['title']}. {legend_text(name, exp, cells)}", exp["name"],
                       notes)
     if orows:
         tex += latex_table(ONLY_HEADER, orows, f"{exp['title']}: published, not reproduced.",
