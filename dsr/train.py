@@ -187,7 +187,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, method: Method, synops: bool = False) -> Evaluation:
-        """Test accuracy and firing rates over the whole test set (+ SynOps when asked)."""
+        """Test accuracy and firing rates over the test split (+ SynOps when asked); the
+        split is the fixed subset when test_subset is set."""
         t = self.cfg.train
         net = method.inference_model(model, self.data).eval()
         layers = method.spiking_layers(net)

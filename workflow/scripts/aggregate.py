@@ -443,7 +443,8 @@ def render_experiment(name: str, exp: dict, cells: list[dict], col: Collected,
     only = published_only(exp, cells, published)
     rows, orows = table_rows(summary), only_rows(only, sources)
     lacking = int((summary["seeds_expected"] - summary["seeds_present"]).sum())
-    md = [f"# {exp['title']}", "", legend_text(name, exp, cells), ""]
+    legend = legend_text(name, exp, cells)
+    md = [f"# {exp['title']}", "", legend, ""]
     if lacking:
         md += [f"**{lacking} of {int(summary['seeds_expected'].sum())} runs are missing or "
                "stale; see MISSING.md.**", ""]
@@ -454,8 +455,7 @@ def render_experiment(name: str, exp: dict, cells: list[dict], col: Collected,
     notes = source_lines(sources)
     if notes:
         md += ["Sources:", "", *[f"- {n}" for n in notes], ""]
-    tex = latex_table(HEADER, rows, f"{exp['title']}. {legend_text(name, exp, cells)}", exp["name"],
-                      notes)
+    tex = latex_table(HEADER, rows, f"{exp['title']}. {legend}", exp["name"], notes)
     if orows:
         tex += latex_table(ONLY_HEADER, orows, f"{exp['title']}: published, not reproduced.",
                            f"{exp['name']}-published", [])
