@@ -87,9 +87,9 @@ class SurrogateMethod(Method):
     category = "surrogate gradient"
     output_neuron = False
     # pool -> FC, as in the STBP-tdBN / TET ResNets: an IF neuron after the global average pool
-    # integrates pooled rates r < 1 and fires only if sum_t r_t >= v_th, so at T = 2 almost no
-    # pooled feature reached the FC and TET stayed at chance (loss ln 10) for 3 epochs on real
-    # CIFAR-10 (PreAct-ResNet-20, config/reduced.yaml before this change)
+    # integrates pooled rates r < 1 and fires only if sum_t r_t >= v_th; at T = 2 on real
+    # CIFAR-10 no pooled feature reached the FC at initialisation (`python -m bench.pool_head`)
+    # and a 3-epoch TET run stayed at chance (loss ln 10)
     pool_neuron = False
 
     def node(self) -> nn.Module:
