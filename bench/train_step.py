@@ -1,4 +1,4 @@
-"""Training-step benchmark: DSR fast vs exact mode vs SpikingJelly's DSRIFNode and BPTT LIF.
+"""Training-step benchmark: DSR fast, exact and approx mode vs SpikingJelly's DSRIFNode and BPTT.
 
     python -m bench.train_step [--quick] [--arch NAME ...] [--T 5 10 20] [--variants ...]
         [--threads N] [--device cpu|cuda] [--amp bf16] [--channels-last] [--heap-reuse]
@@ -7,8 +7,10 @@
 One step = forward + cross-entropy + backward + SGD (momentum) step at batch 32 on CIFAR-shaped
 random input (3x32x32, 10 classes). Every variant builds the same `dsr.models` architecture (the
 first layer of a static image runs once for all of them) from a different neuron factory:
-  fast     our DSR-IF, `dsr.layers.fast_forward` (T-step no-grad record + batch-B backward)
+  fast     our DSR-IF, `dsr.layers.fast_forward`: T-step record pass (+ BN's coupling term) and a
+           batch-B backward; exact mode's gradients
   exact    our DSR-IF, autograd through the T-step network (official DSR backward per neuron)
+  approx   our DSR-IF, `fast_forward(coupling=False)`: drops BN's coupling term (not exact)
   sj-dsr   SpikingJelly 2.0's DSRIFNode (official-style: saves all T inputs per neuron)
   sj-bptt  SpikingJelly's multi-step LIFNode, ATan surrogate, backpropagation through time
   infer    our DSR-IF forward alone under no_grad: the floor under fast's time and memory
@@ -19,11 +21,12 @@ block >= 128 KiB, so RSS follows live data; CUDA: max allocated) over the level 
 what one step adds: saved activations, temporaries and gradients (zero_grad frees them before
 each backward); then `step s` is the median wall time of n timed steps (glibc's default heap
 again) and `cpu s` their median process CPU time (all threads; robust to other jobs).
-`saved`: what autograd keeps for backward (unique storages, parameters excluded), O(T) for exact
-and BPTT, O(1) for fast. `--cosine` adds the fast-vs-exact gradient cosine similarity (issue 2),
-`--phases` only prints where a fast step's time goes. The last line is
-`RATIOS fast/exact@T20=.. fast/sj-dsr@T20=.. fast/sj-bptt@T20=.. mem-fast@T20/T5=..` for
-PreAct-ResNet-18 (the last architecture run; the line before it says which).
+`saved`: what autograd still keeps when backward starts (unique storages, parameters excluded),
+O(T) for exact and BPTT, O(1) for fast and approx. `--cosine` adds the fast/approx-vs-exact
+gradient cosine similarity, `--phases` only prints where a fast step's time goes. The last line is
+`RATIOS fast/exact@T20=.. approx/exact@T20=.. fast/sj-dsr@T20=.. fast/sj-bptt@T20=..
+mem-fast@T20/T5=.. fastsaved@T20/T5=..` for PreAct-ResNet-18 (the last architecture run; the
+line before it says which).
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ import statistics
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-VARIANTS = ("fast", "exact", "sj-dsr", "sj-bptt", "infer")
+VARIANTS = ("fast", "exact", "approx", "sj-dsr", "sj-bptt", "infer")
 ARCHS = ("preact_resnet20", "preact_resnet18")
 V_TH = 1.0  # same initial threshold for every variant; timing does not depend on it
 
@@ -102,12 +106,14 @@ def _build(case: Case):
     from dsr.layers import fast_forward
     from dsr.neuron import IFNeuron
 
-    if case.variant in ("fast", "exact", "infer"):
+    if case.variant in ("fast", "exact", "approx", "infer"):
         factory = functools.partial(IFNeuron, case.T, v_th=V_TH, lower_bound=0.01, alpha=0.5)
     else:
         factory = _sj_neuron(case.variant, case.T)
     model = models.create(case.arch, factory, num_classes=10)
-    forward: Callable = functools.partial(fast_forward, model) if case.variant == "fast" else model
+    forward: Callable = model
+    if case.variant in ("fast", "approx"):
+        forward = functools.partial(fast_forward, model, coupling=case.variant == "fast")
     device = torch.device(case.device)
     fmt = torch.channels_last if case.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=fmt)
@@ -154,68 +160,98 @@ def _rss_kb(field: str) -> int:
 
 
 class SavedBytes:
-    """saved_tensors_hooks that add up the unique storages autograd keeps for backward."""
+    """saved_tensors_hooks that add up the unique storages autograd still keeps when backward
+    starts (`snapshot`): what a graph frees during the forward, as the fast mode's record pass
+    does with each BN's coupling graph, is not kept for backward and not counted."""
 
     def __init__(self, model):
         self.skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self.seen: dict[int, int] = {}
+        self.refs: list[tuple[int, int, weakref.ref]] = []
+        self.total = 0
 
     def pack(self, t):
         storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        if ptr not in self.skip:
-            self.seen[ptr] = storage.nbytes()
+        if storage.data_ptr() not in self.skip:
+            self.refs.append((storage.data_ptr(), storage.nbytes(), weakref.ref(t)))
         return t
 
     @staticmethod
     def unpack(t):
         return t
 
-    @property
-    def total(self) -> int:
-        return sum(self.seen.values())
+    def snapshot(self) -> None:
+        gc.collect()
+        self.total = sum(dict((ptr, n) for ptr, n, ref in self.refs if ref() is not None).values())
 
 
 def measure(case: Case) -> dict:
     """Memory of one training step, then the median time of up to `case.repeats` more."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(case.threads)
     torch.manual_seed(0)
     model, forward = _build(case)
+    step = _stepper(case, model, forward)
+    model.train()
+    # 1. a batch-2 step creates what persists (gradients, momentum, code pages) at little cost
+    step(batch=min(2, case.batch))
+    gc.collect()
+    _sync(case)
+    peak, saved = _step_memory(case, model, step)
+    times, cpu_times = _step_times(case, step)
+    step_s = statistics.median(times)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return {**asdict(case), "step_s": step_s, "times": times,
+            "cpu_s": statistics.median(cpu_times), "img_s": case.batch / step_s,
+            "peak_bytes": peak, "saved_bytes": saved, "param_bytes": params}
+
+
+def _sync(case: Case) -> None:
+    import torch
+
+    if case.device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(case.device))
+
+
+def _stepper(case: Case, model, forward: Callable) -> Callable:
+    """step(batch, hooks): one training step (or a no-grad forward for `infer`)."""
+    import torch
+    import torch.nn.functional as F
+
     device = torch.device(case.device)
     fmt = torch.channels_last if case.channels_last else torch.contiguous_format
     x = torch.randn(case.batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (case.batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    cuda = device.type == "cuda"
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
+    amp = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
+                            enabled=case.amp == "bf16")
 
     def step(batch: int = case.batch, hooks: SavedBytes | None = None) -> None:
         if case.variant == "infer":
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                 enabled=case.amp == "bf16"):
+            with torch.no_grad(), amp():
                 forward(x[:batch])
             return
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=case.amp == "bf16"):
+        with amp():
             with (torch.autograd.graph.saved_tensors_hooks(hooks.pack, hooks.unpack)
                   if hooks is not None else contextlib.nullcontext()):
                 out = forward(x[:batch])
             loss = F.cross_entropy(out.float(), y[:batch])
+        if hooks is not None:
+            hooks.snapshot()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    model.train()
-    # 1. a batch-2 step creates what persists (gradients, momentum, code pages) at little cost
-    step(batch=min(2, case.batch))
-    gc.collect()
-    sync()
-    # 2. memory: the first full step, measured from there; big blocks mmap'd so RSS is live data
+    return step
+
+
+def _step_memory(case: Case, model, step: Callable) -> tuple[int, int]:
+    """(peak, saved) bytes of the first full step, measured from the level before it; CPU: big
+    blocks mmap'd so that RSS follows live data."""
+    import torch
+
+    device = torch.device(case.device)
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -226,17 +262,22 @@ def measure(case: Case) -> dict:
         base_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     saved = SavedBytes(model)
     step(hooks=saved)
-    sync()
+    _sync(case)
     if cuda:
         peak = torch.cuda.max_memory_allocated(device) - base
     elif exact_peak:
         peak = _rss_kb("VmHWM") * 1024 - base
     else:  # no /proc: the lifetime peak bounds it from above
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_maxrss
-    # 3. time: glibc's steady state again (blocks < 32 MiB reused from the heap; bigger ones
-    # mmap'd and page-faulted afresh on every use), or with --heap-reuse every block from a
-    # heap that is never trimmed (no page faults after the first step), warm-up first
-    if not cuda:
+    return peak, saved.total
+
+
+def _step_times(case: Case, step: Callable) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds of up to `case.repeats` timed steps after the warm-up:
+    glibc's steady state (blocks < 32 MiB reused from the heap; bigger ones mmap'd and
+    page-faulted afresh on every use), or with --heap-reuse every block from a heap that is
+    never trimmed (no page faults after the first step)."""
+    if not case.device.startswith("cuda"):
         _mallopt_mmap_threshold(MMAP_DEFAULT_MAX)
         if case.heap_reuse:
             _mallopt_heap_reuse()
@@ -247,16 +288,12 @@ def measure(case: Case) -> dict:
     while len(times) < case.repeats:
         t0, c0 = time.perf_counter(), time.process_time()
         step()
-        sync()
+        _sync(case)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
         if sum(times) > case.max_seconds and (len(times) >= 2 or times[0] > case.max_seconds):
             break  # heavy configurations: two timed steps, one if a step alone exceeds the budget
-    step_s = statistics.median(times)
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    return {**asdict(case), "step_s": step_s, "times": times,
-            "cpu_s": statistics.median(cpu_times), "img_s": case.batch / step_s,
-            "peak_bytes": peak, "saved_bytes": saved.total, "param_bytes": params}
+    return times, cpu_times
 
 
 def _child(case: Case, queue) -> None:
@@ -301,7 +338,8 @@ def run_case(case: Case, timeout: float, in_process: bool = False) -> dict:
 
 def gradient_cosine(arch: str = "preact_resnet20", base_width: int = 8, T: int = 5,
                     batch: int = 16, seed: int = 0) -> list[dict]:
-    """Cosine similarity of the fast- and exact-mode gradients, IF and LIF, BN train and eval."""
+    """Cosine similarity of the fast- and approx-mode gradients with exact mode's, IF and LIF,
+    BN train and eval, float64 (fast: 1 to rounding everywhere; approx: see BENCHMARKS.md)."""
     import torch
     import torch.nn.functional as F
 
@@ -328,22 +366,24 @@ def gradient_cosine(arch: str = "preact_resnet20", base_width: int = 8, T: int =
             else:
                 model.train()
             grads = {}
-            for mode in ("exact", "fast"):
+            for mode in ("exact", "fast", "approx"):
                 model.zero_grad(set_to_none=True)
                 state = {k: v.clone() for k, v in model.state_dict().items()}
-                out = fast_forward(model, x) if mode == "fast" else model(x)
+                out = model(x) if mode == "exact" else fast_forward(model, x, mode == "fast")
                 F.cross_entropy(out, y).backward()
                 grads[mode] = {n: p.grad.clone() for n, p in model.named_parameters()
                                if p.grad is not None}
-                model.load_state_dict(state)  # same running statistics for both modes
-            cosines = _cosines(grads["exact"], grads["fast"])
-            rows.append({"neuron": name, "bn_mode": bn_mode, **cosines})
+                model.load_state_dict(state)  # same running statistics for every mode
+            for mode in ("fast", "approx"):
+                cosines = _cosines(grads["exact"], grads[mode])
+                rows.append({"mode": mode, "neuron": name, "bn_mode": bn_mode, **cosines})
     return rows
 
 
 def _cosines(a: dict, b: dict) -> dict:
-    """Cosine per parameter group; parameters whose exact gradient is ~0 (conv biases in front
-    of a BN, thresholds that never see I above v_th) are rounding noise and left out."""
+    """Cosine per parameter group and the largest relative error; parameters whose exact
+    gradient is ~0 (conv biases in front of a BN, thresholds that never see I above v_th) are
+    rounding noise and left out."""
     import torch
 
     scale = max(float(g.abs().max()) for g in a.values())
@@ -360,20 +400,23 @@ def _cosines(a: dict, b: dict) -> dict:
               "bn_affine": [k for k in keys if a[k].dim() == 1]}
     out: dict = {g: cos(ks) if ks else "n/a" for g, ks in groups.items()}
     out["min_layer"], out["min_layer_name"] = min((cos([k]), k) for k in keys if a[k].dim() > 0)
+    out["max_rel_err"] = max(float((a[k] - b[k]).abs().max() / a[k].abs().max()) for k in keys)
     return out
 
 
 # ---- where a fast step's time goes ------------------------------------------------------------
 
 
-def fast_phases(arch: str, T: int, batch: int = 32, repeats: int = 3, top: int = 8) -> str:
-    """Median seconds of a fast step's phases, then the record pass's costliest ops."""
+def fast_phases(arch: str, T: int, batch: int = 32, repeats: int = 3, top: int = 8,
+                coupling: bool = True) -> str:
+    """Median seconds of a fast (coupling=False: approx) step's phases, then the record pass's
+    costliest ops."""
     import torch
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
 
     from dsr import models
-    from dsr.layers import phase
+    from dsr.layers import phase, record_pass
     from dsr.neuron import IFNeuron
 
     torch.manual_seed(0)
@@ -384,8 +427,7 @@ def fast_phases(arch: str, T: int, batch: int = 32, repeats: int = 3, top: int =
     times: dict[str, list[float]] = {"record": [], "represent": [], "backward": [], "sgd": []}
     for i in range(repeats + 1):  # the first is warm-up
         t = [time.perf_counter()]
-        with torch.no_grad(), phase(model, "record"):
-            model(x)
+        record_pass(model, x, coupling)
         t.append(time.perf_counter())
         with phase(model, "represent"):
             loss = F.cross_entropy(model(x), y)
@@ -398,11 +440,11 @@ def fast_phases(arch: str, T: int, batch: int = 32, repeats: int = 3, top: int =
         if i:
             for k, a, b in zip(times, t, t[1:], strict=False):
                 times[k].append(b - a)
-    lines = [f"fast-mode phases, {arch} T={T} batch {batch} (median s): " + ", ".join(
+    mode = "fast" if coupling else "approx"
+    lines = [f"{mode}-mode phases, {arch} T={T} batch {batch} (median s): " + ", ".join(
         f"{k} {statistics.median(v):.3f}" for k, v in times.items())]
-    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad(), \
-            phase(model, "record"):
-        model(x)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        record_pass(model, x, coupling)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
     lines += [f"  record pass {e.key:<28} {e.self_cpu_time_total / 1e3:8.0f} ms "
@@ -452,17 +494,19 @@ def _get(results: list[dict], arch: str, T: int, variant: str, key: str) -> floa
 
 
 def ratios_line(results: list[dict], arch: str, Ts: list[int], key: str = "step_s") -> str:
-    """Wall-clock (`step_s`) or CPU-time (`cpu_s`) ratios at the largest T; memory: peak."""
+    """Time ratios (`step_s` wall clock or `cpu_s`) at the largest T; memory: the fast mode's
+    peak and saved activations at the largest T over the smallest."""
     hi, lo = max(Ts), min(Ts)
-    fast = _get(results, arch, hi, "fast", key)
 
-    def speed(other: str) -> float:
-        return fast / _get(results, arch, hi, other, key)
+    def ratio(a: str, b: str, k: str = key, tb: int = hi) -> float:
+        return _get(results, arch, hi, a, k) / _get(results, arch, tb, b, k)
 
-    mem = (_get(results, arch, hi, "fast", "peak_bytes")
-           / _get(results, arch, lo, "fast", "peak_bytes"))
-    return (f"RATIOS fast/exact@T{hi}={speed('exact'):.3f} fast/sj-dsr@T{hi}={speed('sj-dsr'):.3f} "
-            f"fast/sj-bptt@T{hi}={speed('sj-bptt'):.3f} mem-fast@T{hi}/T{lo}={mem:.3f}")
+    return (f"RATIOS fast/exact@T{hi}={ratio('fast', 'exact'):.3f} "
+            f"approx/exact@T{hi}={ratio('approx', 'exact'):.3f} "
+            f"fast/sj-dsr@T{hi}={ratio('fast', 'sj-dsr'):.3f} "
+            f"fast/sj-bptt@T{hi}={ratio('fast', 'sj-bptt'):.3f} "
+            f"mem-fast@T{hi}/T{lo}={ratio('fast', 'fast', 'peak_bytes', lo):.3f} "
+            f"fastsaved@T{hi}/T{lo}={ratio('fast', 'fast', 'saved_bytes', lo):.3f}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -493,7 +537,7 @@ def parser() -> argparse.ArgumentParser:
                    help="only print where a fast step's time goes (phases, record-pass ops) "
                         "for each --arch and --T, in this process, then exit")
     p.add_argument("--cosine", action="store_true",
-                   help="also print the fast-vs-exact gradient cosine similarity")
+                   help="also print the fast/approx-vs-exact gradient cosine similarity")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per configuration")
     p.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=None,
                    help="run configurations in this process (default: on CUDA only; CPU peak "
@@ -522,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         print(machine_line(args.threads, "cpu"))
         for arch in archs:
             for T in Ts:
-                print(fast_phases(arch, T, args.batch), flush=True)
+                for coupling in (True, False):
+                    print(fast_phases(arch, T, args.batch, coupling=coupling), flush=True)
         return 0
     repeats = 2 if args.quick else args.repeats
     in_process = args.device.startswith("cuda") if args.in_process is None else args.in_process
@@ -545,8 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     if args.cosine:
-        print("\nfast vs exact gradient cosine similarity (preact_resnet20, base_width 8, T 5, "
-              "batch 16, float64):")
+        print("\nfast and approx vs exact gradient cosine similarity (preact_resnet20, "
+              "base_width 8, T 5, batch 16, float64):")
         for row in gradient_cosine():
             print("  " + " ".join(f"{k}={v:.6f}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in row.items()))

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, get_args, get_type_hints
 
-MODES = ("exact", "fast")
+MODES = ("exact", "fast", "approx")
 
 # Table S3 (+ official-code additions). `arch` is the dataset's default architecture.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -135,7 +135,6 @@ class DSRLIFParams:
     alpha: float = 0.3
     tau: float = 1.0
     vth_grad: str = "official"  # official (dt factor) | analytic (1/dt)
-    rule: str = "official"  # fast-mode LIF gradient: official | representation (dsr.neuron)
     ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
 
     def __post_init__(self) -> None:
@@ -144,8 +143,6 @@ class DSRLIFParams:
             raise ConfigError(f"dt and tau must be > 0, got dt={self.dt}, tau={self.tau}")
         if self.vth_grad not in ("official", "analytic"):
             raise ConfigError(f"vth_grad must be official or analytic, got {self.vth_grad!r}")
-        if self.rule not in ("official", "representation"):
-            raise ConfigError(f"rule must be official or representation, got {self.rule!r}")
 
 
 # the official ImageNet calibration: 99.9th percentile over 5 batches
@@ -166,7 +163,7 @@ class _ANNTwin(Method):
 
 class DSRMethod(Method):
     category = "ours"
-    modes = ("fast", "exact")
+    modes = ("fast", "exact", "approx")
 
     def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
         """The ImageNet hybrid of the official code when ann_pretrain_epochs > 0: train the ReLU
@@ -193,7 +190,9 @@ class DSRMethod(Method):
         raise NotImplementedError
 
     def training_module(self, model: nn.Module) -> nn.Module:
-        return FastForward(model) if self.cfg.mode == "fast" else model
+        if self.cfg.mode == "exact":
+            return model
+        return FastForward(model, coupling=self.cfg.mode == "fast")
 
 
 class DSRIF(DSRMethod):
@@ -224,5 +223,4 @@ class DSRLIF(DSRMethod):
     def neuron_factory(self) -> models.NeuronFactory:
         p = self.p
         return functools.partial(LIFNeuron, self.T, v_th=p.v_th, lower_bound=p.lower_bound,
-                                 alpha=p.alpha, dt=p.dt, tau=p.tau, vth_grad=p.vth_grad,
-                                 rule=p.rule)
+                                 alpha=p.alpha, dt=p.dt, tau=p.tau, vth_grad=p.vth_grad)

@@ -46,7 +46,7 @@ class SpikingNet(nn.Module):
         if x.dim() == self.static_input_dims:
             return x.unsqueeze(0)  # [1, B, C, H, W]: constant current
         if self.phase == "represent":
-            return self.neurons()[0].time_mean(x).unsqueeze(0)  # linear first layer
+            return x.mean(0, keepdim=True)  # the first layer is linear: conv(mean) = mean(conv)
         return x  # [T, B, C, H, W]
 
     def sequence(self, x: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ Deviation from the official code: backward saves the time-mean of the input, not
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Literal
 
@@ -24,7 +25,6 @@ import torch
 from torch import Tensor, nn
 
 VthGrad = Literal["official", "analytic"]
-LIFRule = Literal["official", "representation"]
 
 
 # ---- pure functions: forward dynamics, representations, gradients -----------------------------
@@ -183,12 +183,13 @@ def lif_spikes(
 # ---- modules -----------------------------------------------------------------------------------
 
 
-class DSRNeuron(nn.Module):
+class DSRNeuron(nn.Module, abc.ABC):
     """Base of the DSR neuron modules: a trainable scalar v_th projected to >= lower_bound.
 
     `phase` is set by `dsr.layers.phase()`: "spike" runs T steps (autograd = exact DSR gradient);
     "record" runs T steps and keeps what the representation pass needs; "represent" returns
-    the recorded representation carrying the DSR gradient at batch B (the fast mode).
+    the recorded representation carrying the DSR gradient at batch B (`dsr.layers.fast_forward`).
+    A subclass provides the hooks below; the base handles phases, projection and direct encoding.
     """
 
     phase: str = "spike"
@@ -204,10 +205,38 @@ class DSRNeuron(nn.Module):
     def extra_repr(self) -> str:
         return f"T={self.T}, alpha={self.alpha}, lower_bound={self.lower_bound}"
 
-    @property
-    def amplitude(self) -> Tensor:
-        """Value of one output spike (v_th for IF, v_th/dt for LIF): a spike counts once anyway."""
-        return self.v_th.detach()
+    # -- hooks of a neuron model --
+
+    @abc.abstractmethod
+    def _spike(self, x: Tensor) -> Tensor:
+        """[T, B, ...] current -> output spikes, under autograd with the DSR backward."""
+
+    @abc.abstractmethod
+    def _spike_nograd(self, x: Tensor) -> Tensor:
+        """The same spikes without an autograd graph."""
+
+    @abc.abstractmethod
+    def represent_seq(self, o: Tensor) -> Tensor:
+        """The spike representation of an output sequence: [T, B, ...] -> [B, ...]."""
+
+    @abc.abstractmethod
+    def _masks(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(pass, above) of the DSR backward from the input sequence x [T, B, ...]."""
+
+    @abc.abstractmethod
+    def _input_scale(self) -> float:
+        """dL/dI summed over steps = G * pass * this (G: the summed output gradient)."""
+
+    @abc.abstractmethod
+    def _vth_scale(self) -> float:
+        """dL/dv_th = this * sum G * above."""
+
+    @abc.abstractmethod
+    def grad_time_weights(self) -> Tensor | None:
+        """w [T] with G = T sum_n w_n dL/do[n] in this neuron's backward; None: uniform weights
+        (G = sum_n dL/do[n]). The fast mode reduces BN's per-step coupling term with it."""
+
+    # -- the phases --
 
     def _steps(self, current: Tensor) -> Tensor:
         # [1, B, ...] constant input -> [T, B, ...] view (direct encoding)
@@ -224,7 +253,11 @@ class DSRNeuron(nn.Module):
             raise ValueError(f"{type(self).__name__} expects {self.T} time steps, got {x.shape[0]}")
         if self.phase == "record":
             o = self._spike_nograd(x)
-            self._record = self._make_record(x, o)
+            pass_, above = self._masks(x)
+            # the carrier is the plain rate: the official backward spreads G uniformly over time,
+            # so the weight gradients of the layer above see the plain rate of this one
+            self._record = {"pass": pass_, "above": above, "carrier": firing_rate(o),
+                            "rep": self.represent_seq(o)}
             return o
         if not torch.is_grad_enabled():  # inference: skip what backward would save
             return self._spike_nograd(x)
@@ -242,12 +275,15 @@ class DSRNeuron(nn.Module):
     def readout(self, o: Tensor) -> Tensor:
         """Network output from the last neuron layer's spikes: its representation [B, ...]."""
         if self.phase == "represent":
-            return o[0]
+            # value: the representation; gradient: c times the carrier's (c = 1 for IF)
+            c = self.output_grad_scale()
+            return c * o[0] + (self._record["rep"] - c * o[0]).detach()
         return self.represent_seq(o)
 
-    def time_mean(self, x: Tensor) -> Tensor:
-        """How a sequence feeding this layer reduces to its representation: the plain mean."""
-        return x.mean(0)
+    def output_grad_scale(self) -> float:
+        """c = T sum_n w_n^2: the official G at the output layer over dL/da (1 for uniform w)."""
+        w = self.grad_time_weights()
+        return 1.0 if w is None else float(self.T * (w**2).sum())
 
 
 class IFNeuron(DSRNeuron):
@@ -265,12 +301,8 @@ class IFNeuron(DSRNeuron):
     def represent_seq(self, o: Tensor) -> Tensor:
         return firing_rate(o)
 
-    def spikes_from_output(self, o: Tensor) -> Tensor:
-        return o / self.v_th.detach()
-
-    def _make_record(self, x: Tensor, o: Tensor) -> dict[str, Tensor]:
-        pass_, above = if_masks(x.mean(0), self.v_th.detach())
-        return {"pass": pass_, "above": above, "carrier": firing_rate(o)}
+    def _masks(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return if_masks(x.mean(0), self.v_th.detach())
 
     def _input_scale(self) -> float:
         return 1.0
@@ -278,16 +310,16 @@ class IFNeuron(DSRNeuron):
     def _vth_scale(self) -> float:
         return 1.0
 
+    def grad_time_weights(self) -> None:
+        return None
+
 
 class LIFNeuron(DSRNeuron):
     """DSR-LIF layer (tau = 1). Table S2 gives v_th, lower bound, dt and alpha per T.
 
-    `rule` decides what the fast mode differentiates. "official" reproduces the official backward:
-    every hidden layer passes G = T * weighted-mean(dL/do), spread uniformly over time, so weight
-    gradients see the plain firing rate of the layer below and the output layer's gradient is
-    scaled by c = T sum_n w_n^2 (w normalised, c >= 1). "representation" differentiates the
-    weighted representations themselves (the paper's Eq. 14 as a graph): weight gradients see
-    weighted rates and c = 1. Both give identical forward values.
+    The official backward passes G = T * weighted-mean(dL/do) uniformly over time, so the weight
+    gradients of the layer above see this layer's plain firing rate, and the output layer's
+    gradient is c = T sum_n w_n^2 (w normalised, c >= 1) times dL/da of the weighted rate.
     """
 
     def __init__(
@@ -299,20 +331,13 @@ class LIFNeuron(DSRNeuron):
         dt: float = 0.05,
         tau: float = 1.0,
         vth_grad: VthGrad = "official",
-        rule: LIFRule = "official",
     ):
         super().__init__(T, v_th, lower_bound, alpha)
         lif_vth_factor(dt, vth_grad)
-        if rule not in ("official", "representation"):
-            raise ValueError(f"LIF rule must be 'official' or 'representation', got {rule!r}")
-        self.dt, self.tau, self.vth_grad, self.rule = dt, tau, vth_grad, rule
+        self.dt, self.tau, self.vth_grad = dt, tau, vth_grad
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", dt={self.dt}, vth_grad={self.vth_grad}, rule={self.rule}"
-
-    @property
-    def amplitude(self) -> Tensor:
-        return self.v_th.detach() / self.dt
+        return super().extra_repr() + f", dt={self.dt}, vth_grad={self.vth_grad}"
 
     def _spike(self, x: Tensor) -> Tensor:
         return lif_spikes(x, self.v_th, self.alpha, self.dt, self.tau, self.vth_grad)
@@ -323,26 +348,9 @@ class LIFNeuron(DSRNeuron):
     def represent_seq(self, o: Tensor) -> Tensor:
         return weighted_firing_rate(o, self.dt, self.tau)
 
-    def spikes_from_output(self, o: Tensor) -> Tensor:
-        return o * self.dt / self.v_th.detach()
-
-    def output_grad_scale(self) -> float:
-        """c = T sum_n w_n^2 (normalised weights): official G / dL/da at the output layer."""
-        if self.rule == "representation":
-            return 1.0
-        return float(self.T * (lif_weights(self.T, self.dt, self.tau) ** 2).sum())
-
-    def time_mean(self, x: Tensor) -> Tensor:
-        """How this rule reduces a sequence feeding the layer: plain or weighted mean over time."""
-        if self.rule == "official":
-            return x.mean(0)
-        return weighted_firing_rate(x, self.dt, self.tau)
-
-    def _make_record(self, x: Tensor, o: Tensor) -> dict[str, Tensor]:
-        pass_, above = lif_masks(weighted_firing_rate(x, self.dt, self.tau), self.v_th.detach(),
-                                 self.dt, self.tau)
-        carrier = firing_rate(o) if self.rule == "official" else self.represent_seq(o)
-        return {"pass": pass_, "above": above, "carrier": carrier, "rep": self.represent_seq(o)}
+    def _masks(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        i_hat = weighted_firing_rate(x, self.dt, self.tau)
+        return lif_masks(i_hat, self.v_th.detach(), self.dt, self.tau)
 
     def _input_scale(self) -> float:
         return 1.0 / self.tau
@@ -350,9 +358,5 @@ class LIFNeuron(DSRNeuron):
     def _vth_scale(self) -> float:
         return lif_vth_factor(self.dt, self.vth_grad)
 
-    def readout(self, o: Tensor) -> Tensor:
-        if self.phase == "represent":
-            # value: the weighted representation; gradient: c times the carrier's (see class doc)
-            c = self.output_grad_scale()
-            return c * o[0] + (self._record["rep"] - c * o[0]).detach()
-        return self.represent_seq(o)
+    def grad_time_weights(self) -> Tensor:
+        return lif_weights(self.T, self.dt, self.tau)

@@ -54,7 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", help="architecture (default: the dataset's, e.g. preact_resnet18)")
     p.add_argument("--epochs", type=positive_int, help="default: the paper's for the dataset")
-    p.add_argument("--mode", choices=MODES, help="DSR gradient: fast (default) or exact")
+    p.add_argument("--mode", choices=MODES,
+                   help="DSR gradient: fast (default; exact gradient, O(1) memory in T), exact "
+                        "(autograd through T steps) or approx (drops BN's coupling term)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a harness or method hyperparameter (repeatable)")
     p.add_argument("--plugin", action="append", default=[], metavar="KEY=MODULE:CLASS",
@@ -78,7 +80,7 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
     mode = args.mode or method_cls.modes[0]
     if mode not in method_cls.modes:
         raise ConfigError(f"--mode {mode} is not available for {args.method} (it has "
-                          f"{', '.join(method_cls.modes)}); fast mode is DSR's")
+                          f"{', '.join(method_cls.modes)}); fast and approx mode are DSR's")
     overrides = split_overrides(args.set)
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)

@@ -4,9 +4,10 @@ DDP averages gradients over ranks, and each rank's loss is the mean over its hal
 batch, so the averaged gradient is the one-process gradient of the whole batch; in particular
 dL/dv_th is not multiplied by the number of processes (the official code's all-reduce-sum bug,
 spec section 3). BatchNorm in training mode normalises with each process's own T x B statistics
-(no SyncBatchNorm, as the official code), which legitimately changes the gradient; exact equality
-is therefore checked with BN in eval mode (running statistics set identically beforehand) and,
-through the real Trainer, on a small network without BN.
+(no SyncBatchNorm, as the official code), which legitimately changes the gradient; equality with
+one process is therefore checked with BN in eval mode (running statistics set identically
+beforehand) and, through the real Trainer, on a small network without BN; with BN in training
+mode fast and exact mode are checked equal to each other under DDP.
 """
 
 from __future__ import annotations
@@ -63,11 +64,12 @@ def _grads(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _model_level_grads(mode: str, rank: int, world: int) -> dict[str, Tensor]:
+def _model_level_grads(mode: str, rank: int, world: int, bn_train: bool = False
+                       ) -> dict[str, Tensor]:
     """First-step gradients on this rank's share of the global batch, the way the harness wraps
     the model: DDP(FastForward(model)) in fast mode, DDP(model) in exact mode. "bypass" calls
     fast_forward on the unwrapped model, which DDP never sees."""
-    model = _resnet()
+    model = _resnet().train(bn_train)
     inner = FastForward(model) if mode == "fast" else model
     net = nn.parallel.DistributedDataParallel(inner) if world > 1 else inner
     x, y = _data(GLOBAL_BATCH, seed=2)
@@ -147,6 +149,8 @@ SCENARIOS = {
     "model-fast": functools.partial(_model_level_grads, "fast"),
     "model-exact": functools.partial(_model_level_grads, "exact"),
     "model-bypass": functools.partial(_model_level_grads, "bypass"),
+    "bntrain-fast": functools.partial(_model_level_grads, "fast", bn_train=True),
+    "bntrain-exact": functools.partial(_model_level_grads, "exact", bn_train=True),
     "trainer-fast": functools.partial(_trainer_level_params, "fast"),
     "trainer-exact": functools.partial(_trainer_level_params, "exact"),
 }
@@ -201,6 +205,17 @@ def test_trainer_under_ddp_matches_one_process(runs, mode: str) -> None:
     one, *ranks = runs[f"trainer-{mode}"]
     _assert_same(ranks[0], ranks[1], f"{mode} mode: parameters of rank 0 vs rank 1")
     _assert_same(one, ranks[0], f"{mode} mode: parameters after 2 steps vs one process")
+
+
+def test_ddp_fast_equals_exact_with_bn_in_training(runs) -> None:
+    """BN in training mode (each rank's own T x B statistics): fast mode's record pass, which
+    contracts BN's coupling term during DDP's forward, still gives exact mode's averaged
+    gradients on every rank."""
+    _, *fast = runs["bntrain-fast"]
+    _, *exact = runs["bntrain-exact"]
+    for r in range(WORLD):
+        _assert_same(exact[r], fast[r], f"BN train, rank {r}: fast vs exact")
+    _assert_same(fast[0], fast[1], "BN train, fast: rank 0 vs rank 1")
 
 
 def test_fast_forward_around_ddp_skips_the_all_reduce(runs) -> None:
