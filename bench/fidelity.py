@@ -9,7 +9,7 @@ weights, so a pair differs only in the gradient computation. Part 1 (float32, th
 run it): per cell and mode the mean best test accuracy of both, the paired differences (mode -
 exact), their mean with a 95 % t interval, mean |difference| and how many seeds the mode lost.
 Part 2 (float64, the same runs through `dsr.train.Trainer` with model and inputs in float64):
-fast vs exact step by step (largest loss difference over every step, largest accuracy
+each mode vs exact step by step (largest loss difference over every step, largest accuracy
 difference over every epoch), and the rounding floor: the paired difference between float32
 and float64 exact runs, i.e. how far float32 rounding alone moves a run's outcome. Runs go to
 worker processes (one thread each); their results stay under --out (a finished run is reused, so
@@ -176,32 +176,35 @@ def report(jobs: list[Job], modes: list[str]) -> str:
             vals = " ".join(f"{100 * acc[cell, mode, s]:.1f}" for s in seeds)
             lines.append(f"  {cell:<12} {mode:<7} {vals}")
     if any(j.float64 for j in jobs):
-        lines.append(float64_report(jobs, acc))
+        lines.append(float64_report(jobs, acc, modes))
     return "\n".join(lines)
 
 
-def float64_report(jobs: list[Job], acc32: dict[tuple[str, str, int], float]) -> str:
-    """fast vs exact in float64 step by step; float32 vs float64 exact: the rounding floor."""
+def float64_report(jobs: list[Job], acc32: dict[tuple[str, str, int], float],
+                   modes: list[str]) -> str:
+    """Each mode vs exact in float64 step by step; float32 vs float64 exact: the rounding
+    floor."""
     traj = {(j.cell, j.mode, j.seed): json.loads(j.metrics.read_text())
             for j in jobs if j.float64}
-    head = (f"{'cell':<12} {'n':>2} {'max|dloss|':>10} {'max|dacc|':>9} | {'f32 - f64':>9} "
-            f"{'95% interval':>16} {'mean|d|':>7}")
-    lines = ["", "float64: fast vs exact, largest difference over every step (loss) and epoch "
-             "(accuracy, points) | the rounding floor: float32 - float64 exact, best accuracy "
-             "(points)", head, "-" * len(head)]
+    head = (f"{'cell':<12} {'mode':<7} {'n':>2} {'max|dloss|':>10} {'max|dacc|':>9} | "
+            f"{'f32 - f64':>9} {'95% interval':>16} {'mean|d|':>7}")
+    lines = ["", "float64: each mode vs exact, largest difference over every step (loss) and "
+             "epoch (accuracy, points) | the rounding floor: float32 - float64 exact, best "
+             "accuracy (points)", head, "-" * len(head)]
     for cell in dict.fromkeys(j.cell for j in jobs if j.float64):
         seeds = sorted({j.seed for j in jobs if j.float64 and j.cell == cell})
-        dloss = max(abs(a - b) for s in seeds for a, b in
-                    zip(traj[cell, "exact", s]["losses"], traj[cell, "fast", s]["losses"],
-                        strict=True))
-        dacc = max(100 * abs(a - b) for s in seeds for a, b in
-                   zip(traj[cell, "exact", s]["accuracy"], traj[cell, "fast", s]["accuracy"],
-                       strict=True))
         best64 = [max(traj[cell, "exact", s]["accuracy"]) for s in seeds]
         floor = paired(best64, [acc32[cell, "exact", s] for s in seeds])
-        lines.append(f"{cell:<12} {len(seeds):>2} {dloss:>10.1e} {dacc:>9.2f} | "
-                     f"{floor['mean']:>+9.2f} [{floor['lo']:>+6.2f}, {floor['hi']:>+6.2f}] "
-                     f"{floor['abs']:>7.2f}")
+        for mode in modes:
+            dloss = max(abs(a - b) for s in seeds for a, b in
+                        zip(traj[cell, "exact", s]["losses"], traj[cell, mode, s]["losses"],
+                            strict=True))
+            dacc = max(100 * abs(a - b) for s in seeds for a, b in
+                       zip(traj[cell, "exact", s]["accuracy"], traj[cell, mode, s]["accuracy"],
+                           strict=True))
+            lines.append(f"{cell:<12} {mode:<7} {len(seeds):>2} {dloss:>10.1e} {dacc:>9.2f} | "
+                         f"{floor['mean']:>+9.2f} [{floor['lo']:>+6.2f}, {floor['hi']:>+6.2f}] "
+                         f"{floor['abs']:>7.2f}")
     return "\n".join(lines)
 
 
@@ -212,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", choices=("fast", "approx"), default=["fast", "approx"])
     p.add_argument("--cells", nargs="+", choices=sorted(CELLS), default=list(CELLS))
     p.add_argument("--float64", action=argparse.BooleanOptionalAction, default=True,
-                   help="part 2: exact and fast runs in float64 through the harness")
+                   help="part 2: every mode's runs again in float64 through the harness")
     p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0))
                    if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     p.add_argument("--out", type=Path, help="where the runs' metrics.json go (default: a "
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.float64:
             jobs += [Job(cell, mode, seed, args.epochs, out, float64=True)
                      for cell in args.cells for seed in range(args.seeds)
-                     for mode in ("exact", "fast")]
+                     for mode in ["exact", *args.modes]]
         t0 = time.perf_counter()
         print(f"command: python -m bench.fidelity {' '.join(argv or sys.argv[1:])}; "
               f"{len(jobs)} runs, {args.jobs} at a time", flush=True)
