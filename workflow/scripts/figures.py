@@ -19,6 +19,7 @@ import seaborn as sns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregate import display, fail, load_published, published_for  # noqa: E402
+from style import colour  # noqa: E402
 
 from dsr.results import ResultError, atomic_write  # noqa: E402
 
@@ -42,8 +43,8 @@ def note(title: str, text: str) -> plt.Figure:
 
 
 def palette(methods: list[str]) -> dict[str, tuple]:
-    return dict(zip([display(m) for m in methods], sns.color_palette("tab10", len(methods)),
-                    strict=True))
+    """Display name -> the method's fixed colour (style.colour)."""
+    return {display(m): colour(m) for m in methods}
 
 
 def _panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure, list]:
