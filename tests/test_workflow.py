@@ -27,6 +27,7 @@ import aggregate  # noqa: E402
 
 PAPER_TRAINING_JOBS = 298  # stated in config/paper.yaml
 DEFAULT_TRAINING_JOBS = 44  # 7 methods x 3 T x 2 seeds + ANN x 2 seeds
+DEFAULT_SWEEP_JOBS = 8  # DSR-IF at T = 4: 4 initial thresholds x 2 seeds
 
 
 def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -64,8 +65,9 @@ def grid_size(cfg: dict) -> int:
     for exp in cfg["experiments"]:
         for method in exp["methods"]:
             per = (exp.get("per_method") or {}).get(method, {})
+            values = [len(v) for v in (per.get("sweep") or {}).values()] or [1]
             total += (len(exp["archs"]) * len(per.get("time_steps", exp["time_steps"]))
-                      * len(per.get("seeds", exp["seeds"])))
+                      * len(per.get("seeds", exp["seeds"])) * values[0])
     return total
 
 
@@ -93,14 +95,34 @@ def test_paper_grid_plans_every_training_job(tmp_path: Path) -> None:
 
 def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    (exp,) = cfg["experiments"]
+    exp, vth = cfg["experiments"]
     assert set(exp["methods"]) == set(baselines.METHODS)
     assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 2
-    assert grid_size(cfg) == DEFAULT_TRAINING_JOBS
+    assert vth["per_method"]["dsr-if"]["sweep"] == {"v_th": [1, 2, 4, 6]}
+    assert grid_size(cfg) == DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS
     out = snakemake("-n", "--config", f"results_dir={tmp_path}/results",
                     f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert planned(out)["train"] == DEFAULT_TRAINING_JOBS
+    jobs = planned(out)
+    assert jobs["train"] == DEFAULT_TRAINING_JOBS
+    assert jobs["train_variant"] == DEFAULT_SWEEP_JOBS
+
+
+def test_sweep_trains_each_value_as_its_own_run(tmp_path: Path) -> None:
+    exp = experiment(methods=["dsr-if", "dsr-lif"], time_steps=[2], seeds=[0], firing_rates=[],
+                     per_method={"dsr-if": {"sweep": {"v_th": [1, 2.5]}}})
+    out = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, [exp])))
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = planned(out)
+    assert (jobs["train"], jobs["train_variant"]) == (1, 2)
+    cmds = sorted(ln for ln in out.stdout.splitlines() if "-m dsr.run" in ln)
+    runs = f"{tmp_path}/results/runs/digits/preact_resnet8"
+    assert any("--method dsr-lif" in c and f"--out {runs}/dsr-lif/T2/seed0/metrics.json" in c
+               and "v_th" not in c for c in cmds)
+    for value in ("1", "2.5"):
+        (cmd,) = [c for c in cmds if f"v_th={value}/" in c]
+        assert f"--set v_th={value} " in cmd
+        assert f"--out {runs}/dsr-if/T2/v_th={value}/seed0/metrics.json" in cmd
 
 
 def test_training_command_quotes_config_values(tmp_path: Path) -> None:
@@ -144,8 +166,20 @@ def test_plugin_method_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> 
         ([experiment(firing_rates=["tet"])], "firing_rates names tet"),
         ([experiment(), experiment()], "experiment name 'digits' is used twice"),
         ([experiment(), experiment(name="other", epochs=3)], "differently from an earlier"),
+        ([experiment(per_method={"dsr-lif": {"sweep": {"v_th": [1], "alpha": [0.5]}}})],
+         "per_method.dsr-lif.sweep names 2 parameters"),
+        ([experiment(set={"v_th": 2}, per_method={"dsr-lif": {"sweep": {"v_th": [1, 3]}}})],
+         "per_method.dsr-lif both sets and sweeps v_th"),
+        ([experiment(per_method={"dsr-if": {"sweep": {"v_th": [1, 3]}}})],
+         "firing_rates names dsr-if, whose v_th is swept"),
+        ([experiment(firing_rates=[], per_method={"dsr-if": {"sweep": {"v_th": ["a/b"]}}})],
+         "value 'a/b' cannot be a path segment"),
+        ([experiment(per_method={"dsr-if": {"sweep": {"v_th": []}}})],
+         "config: experiments.0.per_method.dsr-if.sweep.v_th"),
     ],
-    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run"],
+    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run",
+         "sweep-two-params", "sweep-and-set", "sweep-firing-rates", "sweep-bad-value",
+         "sweep-empty"],
 )
 def test_config_errors_are_one_line(tmp_path: Path, experiments: list, expected: str) -> None:
     out = snakemake("-n", "--configfile", str(write_config(tmp_path, experiments)))
@@ -162,15 +196,15 @@ def test_lint_is_clean() -> None:
 # ---- cached results: figures_from_cache, corrupt and stale files --------------------------
 
 
-def fake_runs(cfg_path: Path, seeds_by_cell: dict[tuple[str, int], list[int]],
-              epochs: int = 5) -> None:
-    """Write synthetic metrics files for (method, T) -> seeds under the config's results_dir."""
+def fake_runs(cfg_path: Path, seeds_by_cell: dict[tuple, list[int]], epochs: int = 5) -> None:
+    """Write synthetic metrics files for (method, T[, variant]) -> seeds under results_dir."""
     cfg = yaml.safe_load(cfg_path.read_text())
     rng = random.Random(0)
-    for (method, T), seeds in seeds_by_cell.items():
+    for (method, T, *variant), seeds in seeds_by_cell.items():
         for seed in seeds:
             m = synthetic_metrics(method, "digits", "preact_resnet8", T, seed, epochs, rng)
-            path = Path(cfg["results_dir"], f"runs/digits/preact_resnet8/{method}/T{T}/seed{seed}")
+            path = Path(cfg["results_dir"], f"runs/digits/preact_resnet8/{method}/T{T}",
+                        *variant, f"seed{seed}")
             path.mkdir(parents=True, exist_ok=True)
             (path / "metrics.json").write_text(json.dumps(m))
 
@@ -196,6 +230,29 @@ def test_figures_from_cache_renders_what_exists_and_names_the_rest(tmp_path: Pat
     for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
         for ext in ("png", "pdf"):
             assert (tables / "figures" / f"digits_{kind}.{ext}").stat().st_size > 1000
+
+
+def test_sweep_rows_and_figure_carry_the_value(tmp_path: Path) -> None:
+    exp = experiment(methods=["dsr-if", "dsr-lif"], time_steps=[2], firing_rates=[],
+                     per_method={"dsr-if": {"sweep": {"v_th": [1, 4]}}})
+    cfg = write_config(tmp_path, [exp])
+    fake_runs(cfg, {("dsr-if", 2, "v_th=1"): [0, 1], ("dsr-if", 2, "v_th=4"): [0],
+                    ("dsr-lif", 2): [0, 1]})
+    out = snakemake("figures_from_cache", "--cores", "1", "--profile", "profiles/figures",
+                    "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "DSR (IF), v_th = 4 T=2 seeds 1" in out.stdout  # the one missing run, by value
+    tables = tmp_path / "tables" / "t"
+    md = (tables / "digits.md").read_text()
+    assert "| DSR (IF), v_th = 1 | synthetic | PreAct-ResNet-8 | 2 | 2/2 |" in md
+    assert "| DSR (IF), v_th = 4 | synthetic | PreAct-ResNet-8 | 2 | 1/2 |" in md
+    assert "| DSR (LIF) | synthetic | PreAct-ResNet-8 | 2 | 2/2 |" in md
+    summary = aggregate.pd.read_csv(tables / "digits.csv")
+    assert sorted(summary["variant"].dropna()) == ["v_th=1", "v_th=4"]
+    runs = aggregate.pd.read_csv(tables / "runs.csv")
+    assert sorted(runs["variant"].dropna()) == ["v_th=1", "v_th=1", "v_th=4"]
+    for ext in ("png", "pdf"):
+        assert (tables / "figures" / f"digits_sweep.{ext}").stat().st_size > 1000
 
 
 def test_figures_from_cache_with_nothing_cached_says_so(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
 """Helpers only: config checks, the run grid, paths, trainer arguments, resources, outputs.
 
 Every experiment in the config is archs x methods x time_steps x seeds on one dataset
-(`per_method` changes one method's time steps, seeds, epochs, mode or overrides). A run is one
-results path, {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/metrics.json, shared
-by every experiment that names it; two experiments that would train one path differently are
-an error. Config values reach the shell only through shlex.quote.
+(`per_method` changes one method's time steps, seeds, epochs, mode or overrides, or sweeps one of
+its parameters). A run is one results path, {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/
+seed{seed}/metrics.json, shared by every experiment that names it; a swept run has one more
+segment, .../T{T}/{param}={value}/seed{seed}/, so each value is its own run and table row. Two
+experiments that would train one path differently are an error. Config values reach the shell only through shlex.quote.
 """
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -26,9 +28,11 @@ REPORT = f"{workflow.basedir}/workflow/report"
 CONDA_ENV = f"{workflow.basedir}/environment.yml"
 RUN = "{dataset}/{arch}/{method}/T{T}/seed{seed}"  # one run's wildcards, in every path
 RUN_PATTERN = f"runs/{RUN}"
+RUN_VARIANT = "{dataset}/{arch}/{method}/T{T}/{variant}/seed{seed}"  # a swept run: variant p=v
 # Resources of a training job unless the config says otherwise (runtime in minutes).
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
 FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost")
+VARIANT = "[a-z_][a-z0-9_]*=[^/]+"
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
@@ -36,6 +40,7 @@ wildcard_constraints:
     method="[a-z0-9][a-z0-9-]*",
     T="[0-9]+",
     seed="[0-9]+",
+    variant=VARIANT,
 
 
 def check_config(cfg: dict) -> dict:
@@ -73,18 +78,22 @@ class Run:
     mode: str | None
     overrides: tuple[tuple[str, str], ...]  # --set pairs, sorted
     plugin: str | None  # module:Class of an out-of-tree method
+    variant: str | None = None  # "param=value" of a swept run (its value is in overrides too)
 
     @property
     def key(self) -> str:
-        return RUN_PATTERN.format(dataset=self.dataset, arch=self.arch, method=self.method,
-                                  T=self.T, seed=self.seed)
+        fields = dict(dataset=self.dataset, arch=self.arch, method=self.method, T=self.T,
+                      seed=self.seed)
+        if self.variant is None:
+            return RUN_PATTERN.format(**fields)
+        return "runs/" + RUN_VARIANT.format(variant=self.variant, **fields)
 
     def cell(self, experiment: str, results: str) -> dict:
         """What the aggregation scripts need to find, check and place this run."""
         return {"experiment": experiment, "dataset": self.dataset, "arch": self.arch,
                 "method": self.method, "T": self.T, "seed": self.seed,
                 "path": f"{results}/{self.key}/metrics.json", "epochs": self.epochs,
-                "mode": self.mode, "set": dict(self.overrides)}
+                "mode": self.mode, "set": dict(self.overrides), "variant": self.variant}
 
 
 def merge_resources(*layers: dict | None) -> dict:
@@ -131,6 +140,27 @@ class Grid:
             if stray:
                 raise ConfigError(f"{where}: {field} names {', '.join(stray)}, which is not "
                                   "in its methods list; add it there or remove it")
+        for method, per in (exp.get("per_method") or {}).items():
+            sweep = per.get("sweep")
+            if not sweep:
+                continue
+            if len(sweep) != 1:
+                raise ConfigError(f"{where}: per_method.{method}.sweep names {len(sweep)} "
+                                  f"parameters ({', '.join(sweep)}); sweep one parameter per "
+                                  "method (one figure axis), or add a second experiment")
+            (param,) = sweep
+            bad = [v for v in sweep[param]
+                   if not re.fullmatch(r"[A-Za-z0-9._+-]+", cli_value(v))]
+            if bad:
+                raise ConfigError(f"{where}: per_method.{method}.sweep.{param} value {bad[0]!r} "
+                                  "cannot be a path segment; use numbers or plain words")
+            if param in {**(exp.get("set") or {}), **(per.get("set") or {})}:
+                raise ConfigError(f"{where}: per_method.{method} both sets and sweeps {param}; "
+                                  "remove it from set")
+            if method in (exp.get("firing_rates") or ()):
+                raise ConfigError(f"{where}: firing_rates names {method}, whose "
+                                  f"{param} is swept; the sweep figure shows its firing rate "
+                                  "per value, so remove it from firing_rates")
 
     def expand(self, exp: dict) -> list[Run]:
         data_root = self.cfg["datasets"].get(exp["dataset"], {}).get("data_root")
@@ -141,12 +171,18 @@ class Grid:
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
                 if data_root is not None:
                     sets.setdefault("data_root", data_root)
-                overrides = tuple(sorted((k, cli_value(v)) for k, v in sets.items()))
-                for T in per.get("time_steps", exp["time_steps"]):
-                    for seed in per.get("seeds", exp["seeds"]):
-                        runs.append(Run(exp["dataset"], arch, method, T, seed,
-                                        per.get("epochs", exp.get("epochs")), per.get("mode"),
-                                        overrides, self.cfg["plugins"].get(method)))
+                # no sweep: one variant, None; a sweep: one run per value, path and row
+                variants = [(None, sets)]
+                for param, values in (per.get("sweep") or {}).items():
+                    variants = [(f"{param}={cli_value(v)}", {**sets, param: v}) for v in values]
+                for variant, values in variants:
+                    overrides = tuple(sorted((k, cli_value(v)) for k, v in values.items()))
+                    for T in per.get("time_steps", exp["time_steps"]):
+                        for seed in per.get("seeds", exp["seeds"]):
+                            runs.append(Run(exp["dataset"], arch, method, T, seed,
+                                            per.get("epochs", exp.get("epochs")),
+                                            per.get("mode"), overrides,
+                                            self.cfg["plugins"].get(method), variant))
         return runs
 
     def add(self, run: Run, exp: dict) -> None:
@@ -166,7 +202,8 @@ class Grid:
     # ---- per-wildcards lookups for the training rule -------------------------------------
 
     def run(self, wildcards) -> Run:
-        key = RUN_PATTERN.format(**wildcards)
+        pattern = "runs/" + RUN_VARIANT if "variant" in wildcards.keys() else RUN_PATTERN
+        key = pattern.format(**wildcards)
         if key not in self.runs:
             raise ConfigError(f"{key} is not in the configured grid ({self.cfg['name']}); "
                               "add it to an experiment in the config")
@@ -180,7 +217,11 @@ class Grid:
     def experiments(self) -> list[dict]:
         return [{"name": e["name"], "title": e.get("title", e["name"]), "dataset": e["dataset"],
                  "archs": e["archs"], "methods": e["methods"],
-                 "firing_rates": e.get("firing_rates") or []} for e in self.cfg["experiments"]]
+                 "firing_rates": e.get("firing_rates") or [],
+                 "sweeps": {m: next(iter(per["sweep"]))
+                            for m, per in (e.get("per_method") or {}).items()
+                            if per.get("sweep")}}
+                for e in self.cfg["experiments"]]
 
     def outputs(self) -> dict:
         """Every file the tables and figures rules write, by experiment and kind."""
@@ -196,6 +237,8 @@ class Grid:
                                          for ext in ("md", "tex", "csv")}
                 entry["figures"]["firing_rates"] = {
                     ext: f"{figs}_firing_rates.{ext}" for ext in ("png", "pdf")}
+            if exp["sweeps"]:
+                entry["figures"]["sweep"] = {ext: f"{figs}_sweep.{ext}" for ext in ("png", "pdf")}
             per_exp[exp["name"]] = entry
         return {"experiments": per_exp, "runs_csv": f"{self.tables}/runs.csv",
                 "missing": f"{self.tables}/MISSING.md"}

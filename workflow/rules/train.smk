@@ -1,4 +1,5 @@
-"""The one training rule: a shell call of the trainer CLI per run of the grid."""
+"""The one training rule: a shell call of the trainer CLI per run of the grid (train_variant:
+the same rule for a swept run, whose path has one more segment)."""
 
 
 rule train:
@@ -25,3 +26,12 @@ rule train:
         # the job's threads shared among its processes (one per GPU under torchrun)
         "OMP_NUM_THREADS=$(( ({threads} + {params.processes} - 1) / {params.processes} )) "
         "{params.trainer} {params.args} --out {output.metrics:q} > {log:q} 2>&1"
+
+
+use rule train as train_variant with:
+    output:
+        metrics=f"{GRID.results}/runs/{RUN_VARIANT}/metrics.json",
+    log:
+        f"{GRID.results}/logs/train/{RUN_VARIANT}.log",
+    benchmark:
+        f"{GRID.results}/benchmarks/train/{RUN_VARIANT}.tsv"

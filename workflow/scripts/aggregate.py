@@ -54,7 +54,15 @@ DASH = "–"
 
 
 def display(key: str) -> str:
-    return DISPLAY.get(key, key)
+    """What people read for a key; a swept run's key is method@param=value."""
+    method, _, variant = key.partition("@")
+    name = DISPLAY.get(method, method)
+    return f"{name}, {variant.replace('=', ' = ')}" if variant else name
+
+
+def row_key(method: str, variant: str | None) -> str:
+    """The table-row and figure key of a run: the method, or method@param=value if swept."""
+    return f"{method}@{variant}" if variant else method
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -115,8 +123,9 @@ def run_row(metrics: dict, cell: dict) -> dict:
     peak = cost.get("peak_memory_bytes")
     return {
         "experiment": cell["experiment"], "dataset": cell["dataset"], "arch": cell["arch"],
-        "method": cell["method"], "T": cell["T"], "seed": cell["seed"],
-        "category": metrics["category"], "neuron": metrics["neuron"], "mode": metrics["mode"],
+        "method": cell["method"], "variant": cell.get("variant"), "T": cell["T"],
+        "seed": cell["seed"], "category": metrics["category"], "neuron": metrics["neuron"],
+        "mode": metrics["mode"],
         "epochs": metrics["epochs"], "best_epoch": metrics["accuracy"]["best_epoch"],
         "acc_best": 100 * metrics["accuracy"]["best"],
         "acc_final": 100 * metrics["accuracy"]["final"],
@@ -131,9 +140,9 @@ def run_row(metrics: dict, cell: dict) -> dict:
     }
 
 
-RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "T", "seed", "category", "neuron", "mode",
-               "epochs", "best_epoch", "acc_best", "acc_final", "synops_ac", "synops_mac",
-               "energy_pj", "firing_rate", "seconds_per_epoch", "train_seconds",
+RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "variant", "T", "seed", "category",
+               "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final", "synops_ac",
+               "synops_mac", "energy_pj", "firing_rate", "seconds_per_epoch", "train_seconds",
                "peak_memory_mb", "peak_memory_kind", "path"]
 LAYER_COLUMNS = ["experiment", "method", "T", "seed", "layer_index", "layer", "rate"]
 
@@ -281,13 +290,15 @@ def _published_text(rows: pd.DataFrame, sources: Sources) -> str:
     return "; ".join(parts) if parts else DASH
 
 
-def experiment_cells(exp: dict, cells: list[dict]) -> list[tuple[str, str, int, list[int]]]:
-    """(arch, method, T, seeds) of an experiment, in config order."""
-    order: dict[tuple[str, str, int], list[int]] = {}
+def experiment_cells(exp: dict, cells: list[dict]) -> list[tuple[str, str, str | None, int,
+                                                                   list[int]]]:
+    """(arch, method, variant, T, seeds) of an experiment, in config order."""
+    order: dict[tuple[str, str, str | None, int], list[int]] = {}
     for c in cells:
         if c["experiment"] == exp["name"]:
-            order.setdefault((c["arch"], c["method"], c["T"]), []).append(c["seed"])
-    return [(a, m, t, s) for (a, m, t), s in order.items()]
+            key = (c["arch"], c["method"], c.get("variant"), c["T"])
+            order.setdefault(key, []).append(c["seed"])
+    return [(a, m, v, t, s) for (a, m, v, t), s in order.items()]
 
 
 def summarise(exp: dict, cells: list[dict], runs: pd.DataFrame, published: pd.DataFrame,
@@ -295,15 +306,17 @@ def summarise(exp: dict, cells: list[dict], runs: pd.DataFrame, published: pd.Da
     """One row per configured cell: seeds present, accuracy mean/std, SynOps, ..., published."""
     mine = runs[runs["experiment"] == exp["name"]]
     out = []
-    for arch, method, T, seeds in experiment_cells(exp, cells):
-        got = mine[(mine["arch"] == arch) & (mine["method"] == method) & (mine["T"] == T)]
+    for arch, method, variant, T, seeds in experiment_cells(exp, cells):
+        got = mine[(mine["arch"] == arch) & (mine["method"] == method) & (mine["T"] == T)
+                   & (mine["variant"].fillna("") == (variant or ""))]
         best, best_std = _mean_std(got["acc_best"])
         final, final_std = _mean_std(got["acc_final"])
         pub = published_for(published, exp["dataset"], arch, method, T)
         first = pub.iloc[0] if len(pub) else None
         out.append({
             "experiment": exp["name"], "dataset": exp["dataset"], "arch": arch,
-            "method": method, "method_name": display(method),
+            "method": method, "variant": variant,
+            "method_name": display(row_key(method, variant)),
             "category": got["category"].iloc[0] if len(got) else None,
             "T": T, "seeds_present": len(got), "seeds_expected": len(seeds),
             "acc_best_mean": best, "acc_best_std": best_std,
@@ -328,7 +341,7 @@ def published_only(exp: dict, cells: list[dict], published: pd.DataFrame) -> pd.
     """Published rows of this experiment's table that no configured cell compares with."""
     mine = published[published["table"] == exp["name"]]
     used = set()
-    for arch, method, T, _ in experiment_cells(exp, cells):
+    for arch, method, _, T, _ in experiment_cells(exp, cells):
         used |= set(published_for(mine, exp["dataset"], arch, method, T).index)
     return mine[~mine.index.isin(used)]
 
@@ -500,10 +513,12 @@ def missing_report(name: str, col: Collected) -> tuple[str, str]:
     """MISSING.md and a short stdout summary, grouped by (experiment, arch, method, T)."""
     groups: dict[tuple, dict[str, list]] = {}
     for cell in col.missing:
-        key = (cell["experiment"], cell["arch"], cell["method"], cell["T"])
+        key = (cell["experiment"], cell["arch"], row_key(cell["method"], cell.get("variant")),
+               cell["T"])
         groups.setdefault(key, {"missing": [], "stale": []})["missing"].append(cell["seed"])
     for cell, reason in col.stale:
-        key = (cell["experiment"], cell["arch"], cell["method"], cell["T"])
+        key = (cell["experiment"], cell["arch"], row_key(cell["method"], cell.get("variant")),
+               cell["T"])
         groups.setdefault(key, {"missing": [], "stale": []})["stale"].append(
             f"{cell['seed']} ({reason})")
     absent = len(col.missing) + len(col.stale)

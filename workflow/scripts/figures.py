@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aggregate import display, fail, load_published, published_for  # noqa: E402
+from aggregate import display, fail, load_published, published_for, row_key  # noqa: E402
 from style import colour  # noqa: E402
 
 from dsr.results import ResultError, atomic_write  # noqa: E402
@@ -186,12 +186,54 @@ def firing_rates(exp: dict, rates: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def sweep(exp: dict, runs: pd.DataFrame) -> plt.Figure:
+    """Accuracy and firing rate against each swept parameter, one line per (method, T)."""
+    title = f"{exp['title']}: parameter sweep"
+    swept = runs[runs["method"].isin(exp["sweeps"]) & runs["variant"].notna()]
+    if swept.empty:
+        return note(title, "No cached run of the sweep yet.")
+    params = sorted(set(exp["sweeps"].values()))
+    fig, axes = plt.subplots(len(params), 2, figsize=(11, 4 * len(params)), squeeze=False)
+    for (ax_acc, ax_rate), param in zip(axes, params, strict=True):
+        data = swept[swept["method"].map(exp["sweeps"]) == param].assign(
+            value=lambda d: d["variant"].str.partition("=")[2].astype(float),
+            Run=lambda d: d["method"].map(display) + ", T = " + d["T"].astype(str))
+        hues = {r: colour(m) for r, m in zip(data["Run"], data["method"], strict=True)}
+        for ax, y, label in ((ax_acc, "acc_best", "test accuracy, best epoch (%)"),
+                             (ax_rate, "firing_rate", "firing rate (% of neurons per step)")):
+            if data[y].notna().any():
+                sns.lineplot(data, x="value", y=y, hue="Run", palette=hues, marker="o",
+                             errorbar="sd", err_style="bars", ax=ax)
+                ax.set_xticks(sorted(data["value"].unique()))
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
+            ax.set(xlabel=f"{param} (swept)", ylabel=label)
+    fig.suptitle(title + " (mean ± std over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def with_row_keys(exp: dict, runs: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """The experiment and its runs with each swept run as its own method (method@p=v), so
+    the per-method figures draw one line or point per value."""
+    if not exp["sweeps"] or runs.empty:
+        return exp, runs
+    keys = [row_key(m, v if isinstance(v, str) else None)
+            for m, v in zip(runs["method"], runs["variant"], strict=True)]
+    methods = [k for m in exp["methods"] for k in dict.fromkeys(keys) if k.partition("@")[0] == m]
+    return {**exp, "methods": methods}, runs.assign(method=keys)
+
+
 def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
                    rates: dict[str, pd.DataFrame], published: pd.DataFrame) -> None:
     """Write every figure of every experiment (`rates`: Fig. S1 data by experiment)."""
     for exp in experiments:
         figs = outputs["experiments"][exp["name"]]["figures"]
         mine = runs[runs["experiment"] == exp["name"]]
+        if exp["sweeps"]:
+            save(sweep(exp, mine), figs["sweep"])
+        exp, mine = with_row_keys(exp, mine)
         save(accuracy_vs_T(exp, mine, published), figs["accuracy_vs_T"])
         save(pareto(exp, mine), figs["pareto"])
         save(cost(exp, mine), figs["cost"])
