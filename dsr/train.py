@@ -253,7 +253,7 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
     t = cfg.train
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
-                         dvs_split=t.dvs_split, frames=t.frames)
+                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames)
     method: Method = baselines.get(cfg.method, plugins)(cfg)
     model = method.build(cfg.arch, data.info).to(device)
     trainer = Trainer(cfg, method, data, device, dist, log)
