@@ -180,9 +180,16 @@ def apply_overrides(cls: type, base: dict[str, Any], overrides: dict[str, str]) 
     return out
 
 
-def train_config(dataset: str, time_steps: int, overrides: dict[str, str]) -> TrainConfig:
-    """The paper's TrainConfig for `dataset` (Table S3), then `overrides` applied."""
-    base = {k: v for k, v in DATASET_DEFAULTS[dataset].items() if k != "arch"}
+def train_config(dataset: str, time_steps: int, overrides: dict[str, str],
+                 defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """The paper's TrainConfig for `dataset` (Table S3), or `defaults` (a plug-in dataset's),
+    then `overrides` applied."""
+    defaults = DATASET_DEFAULTS[dataset] if defaults is None else defaults
+    base = {k: v for k, v in defaults.items() if k != "arch"}
+    stray = sorted(set(base) - {f.name for f in fields(TrainConfig)})
+    if stray:
+        raise ConfigError(f"dataset {dataset!r} declares defaults {', '.join(stray)}, which are "
+                          "not TrainConfig fields; remove them from its defaults")
     if dataset == "cifar10" and time_steps == 5:
         base["lr"] = 0.05  # supplement C.4
     return TrainConfig(**apply_overrides(TrainConfig, base, overrides))

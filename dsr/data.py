@@ -36,6 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsr import datasets as registry
+from dsr.config import DATASET_DEFAULTS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_FORMAT = 1  # bump when the cache content changes meaning
 SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
@@ -357,10 +360,14 @@ class ImageFolderStream(Dataset):
 # ---- the decoded-tensor cache ------------------------------------------------------------------
 
 
-def _cached(
+def cached(
     name: str, key: dict, cache_dir: Path, build: Callable[[], dict]
 ) -> dict[str, Tensor | list[str]]:
-    """Load the cache file for `key`, or build it and write it atomically (temp + os.replace)."""
+    """Load the cache file for `key`, or build it and write it atomically (temp + os.replace).
+
+    key: everything the content depends on (source folder, file listing, settings); build: a
+    function returning a dict of tensors (and lists of str). A plug-in dataset may use it too.
+    """
     text = json.dumps({"format": CACHE_FORMAT, **key}, sort_keys=True)
     path = cache_dir / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
     if path.exists():
@@ -572,7 +579,7 @@ def _load_cifar(name: str, num_classes: int, stats: tuple) -> Callable[..., Data
                 f"--set download=true or set data_root"
             )
         key = {"source": str(source.resolve()), "files": fingerprint}
-        content = _cached(name, key, opt.cache_dir, build)
+        content = cached(name, key, opt.cache_dir, build)
         splits = {s: (content[f"{s}_x"], content[f"{s}_y"]) for s in ("train", "test")}
         info = DataInfo(
             name=name,
@@ -816,7 +823,7 @@ def _load_cifar10_dvs(root: Path | None, opt: LoadOptions) -> Dataset:
     key = {"source": str(folder.resolve()), "files": fingerprint, "frames": opt.frames}
     if opt.dvs_reader != "spikingjelly":  # one cache file per reader; SpikingJelly's keeps its
         key["reader"] = opt.dvs_reader  # earlier key, so caches built before stay valid
-    content = _cached("cifar10_dvs", key, opt.cache_dir, build)
+    content = cached("cifar10_dvs", key, opt.cache_dir, build)
     test = _dvs_split(content["y"], content["pos"], opt.dvs_split)
     x, y = content["x"], content["y"]
     splits = {"train": (x[~test], y[~test]), "test": (x[test], y[test])}
@@ -838,14 +845,18 @@ def _load_cifar10_dvs(root: Path | None, opt: LoadOptions) -> Dataset:
     return Dataset(info, splits, scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), pad=4, flip=False)
 
 
-_LOADERS: dict[str, Callable[[Path | None, LoadOptions], Dataset]] = {
-    "digits": _load_digits,
-    "cifar10": _load_cifar("cifar10", 10, CIFAR10_STATS),
-    "cifar100": _load_cifar("cifar100", 100, CIFAR100_STATS),
-    "imagenet": _load_imagenet,
-    "cifar10_dvs": _load_cifar10_dvs,
-}
-DATASETS = tuple(_LOADERS)
+def _builtin(key: str, loader: Callable[[Path | None, LoadOptions], Dataset]) -> type:
+    """A registered dataset class (dsr.datasets.DATASETS) around one of the loaders above."""
+    return type(key, (), {"key": key, "defaults": DATASET_DEFAULTS[key],
+                          "load": staticmethod(loader)})
+
+
+Digits = _builtin("digits", _load_digits)
+CIFAR10 = _builtin("cifar10", _load_cifar("cifar10", 10, CIFAR10_STATS))
+CIFAR100 = _builtin("cifar100", _load_cifar("cifar100", 100, CIFAR100_STATS))
+ImageNet = _builtin("imagenet", _load_imagenet)
+CIFAR10DVS = _builtin("cifar10_dvs", _load_cifar10_dvs)
+DATASETS = tuple(registry.DATASETS)
 
 
 def load(
@@ -860,28 +871,36 @@ def load(
     dvs_reader: str = "tonic",
     frames: int = 20,
     workers: int | None = None,
+    plugins: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load a registered dataset (decoding it into the cache on first use).
+    """Load a registered dataset, built-in or in `plugins` ({key: "module:Class"}, see
+    dsr.datasets), decoding it into the cache on first use.
 
-    root defaults to <repo>/data/<name>; cache_dir to <repo>/.cache/data. train_subset=N keeps a
-    class-balanced, seed-independent N-image training subset, test_subset=M an M-image test subset
-    (the same M images for every run: reduced-scale runs that cannot afford the full test set).
+    root defaults to <repo>/data/<name>; cache_dir to $DSR_CACHE_DIR, else <repo>/.cache/data.
+    train_subset=N keeps a class-balanced, seed-independent N-image training subset, test_subset=M
+    an M-image test subset (the same M images for every run: reduced-scale runs that cannot afford
+    the full test set).
     dvs_split, dvs_reader and frames apply to cifar10_dvs, workers (DataLoader processes, default
     min(8, cpus)) to imagenet.
     """
-    if name not in _LOADERS:
-        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    try:
+        cls = registry.get(name, plugins)
+    except registry.UnknownDataset as err:
+        raise DataError(str(err)) from None
     if frames < 1:
         raise DataError(f"{name}: frames must be a positive integer, got {frames}")
     opt = LoadOptions(
         download=download,
-        cache_dir=Path(cache_dir) if cache_dir is not None else REPO_ROOT / ".cache" / "data",
+        cache_dir=Path(cache_dir or os.environ.get("DSR_CACHE_DIR") or REPO_ROOT / ".cache/data"),
         frames=frames,
         dvs_split=dvs_split,
         dvs_reader=dvs_reader,
         workers=min(8, os.cpu_count() or 1) if workers is None else workers,
     )
-    data = _LOADERS[name](Path(root) if root is not None else None, opt)
+    data = cls().load(Path(root) if root is not None else None, opt)
+    if not isinstance(data, Dataset):
+        raise DataError(f"{name}: {cls.__module__}.{cls.__qualname__}.load returned "
+                        f"{type(data).__name__}, not a dsr.data.Dataset")
     for split, n in (("train", train_subset), ("test", test_subset)):
         if n is not None:
             data = data.with_subset(split, n)
