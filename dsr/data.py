@@ -636,6 +636,10 @@ class _NoEvents(ValueError):
     """An event file that decodes to zero events."""
 
 
+class _Int16Overflow(ValueError):
+    """A pixel of a frame got more events than tonic's int16 frames hold."""
+
+
 def _sj_counts(path: Path, frames: int) -> np.ndarray:
     """SpikingJelly's reader and binning: [T, 2, 128, 128] event counts (the reference)."""
     from spikingjelly.datasets.cifar10_dvs import _load_origin_data
@@ -701,7 +705,7 @@ def _tonic_counts(path: Path, frames: int) -> np.ndarray:
     rest = events[len(events) // frames * frames :]
     counts[-1] += ToFrame(sensor_size=sensor, n_event_bins=1)(rest)[0].astype(np.int64)
     if counts.sum() != len(events):  # tonic accumulates in int16: a wrapped pixel loses events
-        raise ValueError("more than 32767 events on one pixel of one frame")
+        raise _Int16Overflow
     return counts
 
 
@@ -715,6 +719,12 @@ def _dvs_frames(path: Path, frames: int, reader: str = "tonic") -> Tensor:
     except _NoEvents:
         raise DataError(
             f"cifar10_dvs: event file {path} holds no events; re-extract it or remove it"
+        ) from None
+    except _Int16Overflow:
+        raise DataError(
+            f"cifar10_dvs: event file {path} puts more than 32767 events on one pixel of one "
+            f"frame, more than tonic's int16 frames hold; use more frames or "
+            f"--set dvs_reader=spikingjelly"
         ) from None
     except Exception as err:  # a truncated or foreign file: odd word count, bad coordinates, ...
         raise DataError(

@@ -525,6 +525,53 @@ def test_dvs_readers_agree(dvs_root: Path, tmp_path: Path, frames: int):
                            next(sj.batches(split, 64, augment=False, shuffle=False))[0])
 
 
+def test_dvs_readers_agree_on_random_recordings(tmp_path: Path):
+    """Every address bit pattern (unused high bits set too), 20,011 events (N mod 20 = 11)."""
+    rng = np.random.default_rng(0)
+    n = 20_011
+    addr = rng.integers(0, 2**32, n, dtype=np.uint64)
+    t = np.sort(rng.integers(0, 2**31, n, dtype=np.uint64))
+    words = np.stack([addr, t], 1).astype(">u4")
+    path = tmp_path / "random.aedat"
+    path.write_bytes(b"#!AER-DAT2.0\r\n# tick 1 us\r\n" + words.tobytes())
+    for frames in (1, 20, 7):
+        a = data._dvs_frames(path, frames, "tonic")
+        b = data._dvs_frames(path, frames, "spikingjelly")
+        assert torch.equal(a, b) and a.shape == (frames, 2, 48, 48)
+        counts = data.DVS_READERS["tonic"](path, frames)
+        assert counts.sum() == n and counts[-1].sum() == n // frames + n % frames
+
+
+def test_dvs_tonic_int16_overflow_is_an_error(tmp_path: Path):
+    path = tmp_path / "hot.aedat"
+    n = 2**15 + 1  # one pixel (sensor row 64, column 64), one frame: one more than int16 holds
+    words = np.stack([np.full(n, (63 << 8) | (63 << 1)), np.arange(n)], 1).astype(">u4")
+    path.write_bytes(b"#!AER-DAT2.0\r\n" + words.tobytes())
+    assert data._dvs_frames(path, 2, "tonic").sum() > 0  # 2 frames: 16,384 events per pixel
+    assert data.DVS_READERS["spikingjelly"](path, 1).max() == n
+    with pytest.raises(DataError) as err:
+        data._dvs_frames(path, 1, "tonic")
+    assert str(path) in str(err.value) and "dvs_reader=spikingjelly" in str(err.value)
+
+
+def test_dvs_events_np_layout_reads_like_aedat(dvs_root: Path, tmp_path: Path):
+    from spikingjelly.datasets.cifar10_dvs import _load_origin_data
+
+    converted = tmp_path / "converted"
+    for name in DVS_CLASSES:
+        (converted / "events_np" / name).mkdir(parents=True)
+        for f in (dvs_root / "extract" / name).iterdir():
+            np.savez(converted / "events_np" / name / f"{f.stem}.npz", **_load_origin_data(f))
+    cache = tmp_path / "cache"
+    ref = data.load("cifar10_dvs", dvs_root, cache_dir=cache, frames=4)
+    for reader in data.DVS_READERS:
+        ds = data.load("cifar10_dvs", converted, cache_dir=cache, frames=4, dvs_reader=reader)
+        assert ds.info.source.endswith("events_np")
+        for split in ("train", "test"):
+            assert all(torch.equal(u, v) for u, v in zip(ref._splits[split], ds._splits[split],
+                                                          strict=True))
+
+
 def test_dvs_bin_edges(tmp_path: Path):
     """Frame i holds events [i * (N // T), (i + 1) * (N // T)), the last frame up to N (the
     official code's edges); tonic's own n_event_bins drops the last N mod T events."""
