@@ -12,6 +12,8 @@ pad-4 crop, no flip, raw counts), read and binned by tonic or by SpikingJelly (`
 two agree exactly); deviation: SpikingJelly 2.0's AEDAT reader orients frames as
 x = 127 - y_raw, y = 127 - x_raw, the official (older SpikingJelly) reader as x = 127 - x_raw;
 the tonic path decodes addresses the same way.
+Each dataset is a class registered in dsr.datasets (plug-ins too): `load(root, LoadOptions)`
+returns a `Dataset`.
 """
 
 from __future__ import annotations
