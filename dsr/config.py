@@ -58,6 +58,7 @@ class TrainConfig:
     train_subset: int | None = None  # class-balanced subset size for reduced-scale runs
     test_subset: int | None = None  # the same class-balanced test images for every run
     dvs_split: str = "first900"  # first900 (paper) | last900 (many later papers)
+    dvs_reader: str = "tonic"  # CIFAR10-DVS events read and binned by tonic | spikingjelly
     frames: int = 20  # DVS frames per sample (split by event count)
     base_width: int | None = None  # None: the architecture's own width
     dropout: float = 0.0
@@ -88,6 +89,9 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.dvs_split not in ("first900", "last900"):
             raise ConfigError(f"dvs_split must be 'first900' or 'last900', got {self.dvs_split!r}")
+        if self.dvs_reader not in ("tonic", "spikingjelly"):
+            raise ConfigError(f"dvs_reader must be 'tonic' or 'spikingjelly', got "
+                              f"{self.dvs_reader!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("train_subset", "test_subset"):
@@ -122,6 +126,8 @@ class RunConfig:
         lives, which device runs it, or test-only switches), so a retry elsewhere resumes."""
         ident = self.to_dict()
         ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY}
+        if self.dataset != "cifar10_dvs":  # the reader reads only CIFAR10-DVS
+            del ident["train"]["dvs_reader"]
         blob = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -174,9 +180,16 @@ def apply_overrides(cls: type, base: dict[str, Any], overrides: dict[str, str]) 
     return out
 
 
-def train_config(dataset: str, time_steps: int, overrides: dict[str, str]) -> TrainConfig:
-    """The paper's TrainConfig for `dataset` (Table S3), then `overrides` applied."""
-    base = {k: v for k, v in DATASET_DEFAULTS[dataset].items() if k != "arch"}
+def train_config(dataset: str, time_steps: int, overrides: dict[str, str],
+                 defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """The paper's TrainConfig for `dataset` (Table S3), or `defaults` (a plug-in dataset's),
+    then `overrides` applied."""
+    defaults = DATASET_DEFAULTS[dataset] if defaults is None else defaults
+    base = {k: v for k, v in defaults.items() if k != "arch"}
+    stray = sorted(set(base) - {f.name for f in fields(TrainConfig)})
+    if stray:
+        raise ConfigError(f"dataset {dataset!r} declares defaults {', '.join(stray)}, which are "
+                          "not TrainConfig fields; remove them from its defaults")
     if dataset == "cifar10" and time_steps == 5:
         base["lr"] = 0.05  # supplement C.4
     return TrainConfig(**apply_overrides(TrainConfig, base, overrides))

@@ -8,8 +8,12 @@ from a torch.Generator seeded by (seed, epoch), so a resumed run replays the sam
 the augmentation drawn for the whole global batch, so the ranks' union is the 1-process batch.
 Exception: ImageNet does not fit one in-memory cache; it streams JPEGs through a DataLoader.
 CIFAR10-DVS follows the official code (20 frames of equal event count, bilinear resize to 48,
-pad-4 crop, no flip, raw counts); deviation: SpikingJelly 2.0's AEDAT reader orients frames as
-x = 127 - y_raw, y = 127 - x_raw, the official (older SpikingJelly) reader as x = 127 - x_raw.
+pad-4 crop, no flip, raw counts), read and binned by tonic or by SpikingJelly (`dvs_reader`; the
+two agree exactly); deviation: SpikingJelly 2.0's AEDAT reader orients frames as
+x = 127 - y_raw, y = 127 - x_raw, the official (older SpikingJelly) reader as x = 127 - x_raw;
+the tonic path decodes addresses the same way.
+Each dataset is a class registered in dsr.datasets (plug-ins too): `load(root, LoadOptions)`
+returns a `Dataset`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from dsr import datasets as registry
+from dsr.config import DATASET_DEFAULTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_FORMAT = 1  # bump when the cache content changes meaning
@@ -355,10 +362,14 @@ class ImageFolderStream(Dataset):
 # ---- the decoded-tensor cache ------------------------------------------------------------------
 
 
-def _cached(
+def cached(
     name: str, key: dict, cache_dir: Path, build: Callable[[], dict]
 ) -> dict[str, Tensor | list[str]]:
-    """Load the cache file for `key`, or build it and write it atomically (temp + os.replace)."""
+    """Load the cache file for `key`, or build it and write it atomically (temp + os.replace).
+
+    key: everything the content depends on (source folder, file listing, settings); build: a
+    function returning a dict of tensors (and lists of str). A plug-in dataset may use it too.
+    """
     text = json.dumps({"format": CACHE_FORMAT, **key}, sort_keys=True)
     path = cache_dir / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
     if path.exists():
@@ -428,15 +439,19 @@ def _map_threads(fn: Callable, items: list) -> list:
 
 
 @dataclass(frozen=True)
-class _Options:
-    download: bool
-    cache_dir: Path
-    frames: int
-    dvs_split: str
-    workers: int
+class LoadOptions:
+    """What a dataset's `load(root, options)` is given besides its root (a plugin may ignore
+    what does not apply to it)."""
+
+    download: bool  # fetch the data when it is missing
+    cache_dir: Path  # where decoded tensors are cached (see `cached`)
+    frames: int  # event datasets: frames per sample
+    dvs_split: str  # cifar10_dvs: first900 | last900
+    dvs_reader: str  # cifar10_dvs: tonic | spikingjelly
+    workers: int  # streamed datasets: DataLoader processes
 
 
-def _load_digits(root: Path | None, opt: _Options) -> Dataset:
+def _load_digits(root: Path | None, opt: LoadOptions) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -550,7 +565,7 @@ def _read_cifar_batches(name: str, root: Path, download: bool) -> tuple[list, Ca
 
 
 def _load_cifar(name: str, num_classes: int, stats: tuple) -> Callable[..., Dataset]:
-    def load_cifar(root: Path | None, opt: _Options) -> Dataset:
+    def load_cifar(root: Path | None, opt: LoadOptions) -> Dataset:
         root = Path(root) if root is not None else REPO_ROOT / "data" / name
         base = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
         if (root / base).is_dir() or (opt.download and not (root / "train").is_dir()):
@@ -566,7 +581,7 @@ def _load_cifar(name: str, num_classes: int, stats: tuple) -> Callable[..., Data
                 f"--set download=true or set data_root"
             )
         key = {"source": str(source.resolve()), "files": fingerprint}
-        content = _cached(name, key, opt.cache_dir, build)
+        content = cached(name, key, opt.cache_dir, build)
         splits = {s: (content[f"{s}_x"], content[f"{s}_y"]) for s in ("train", "test")}
         info = DataInfo(
             name=name,
@@ -586,7 +601,7 @@ def _load_cifar(name: str, num_classes: int, stats: tuple) -> Callable[..., Data
     return load_cifar
 
 
-def _load_imagenet(root: Path | None, opt: _Options) -> Dataset:
+def _load_imagenet(root: Path | None, opt: LoadOptions) -> Dataset:
     from torchvision import datasets
 
     root = Path(root) if root is not None else REPO_ROOT / "data" / "imagenet"
@@ -619,23 +634,104 @@ def _load_imagenet(root: Path | None, opt: _Options) -> Dataset:
     return ImageFolderStream(info, folders, opt.workers)
 
 
-def _dvs_frames(path: Path, frames: int) -> Tensor:
-    """One event stream -> [T, 2, 48, 48] float16: T frames of equal event count, resized."""
+class _NoEvents(ValueError):
+    """An event file that decodes to zero events."""
+
+
+class _Int16Overflow(ValueError):
+    """A pixel of a frame got more events than tonic's int16 frames hold."""
+
+
+def _sj_counts(path: Path, frames: int) -> np.ndarray:
+    """SpikingJelly's reader and binning: [T, 2, 128, 128] event counts (the reference)."""
     from spikingjelly.datasets.cifar10_dvs import _load_origin_data
     from spikingjelly.datasets.utils import integrate_events_by_fixed_frames_number
 
+    if path.suffix == ".npz":  # SpikingJelly's converted events_np/ (already oriented)
+        with np.load(path) as f:
+            events = {k: f[k] for k in ("t", "x", "y", "p")}
+    else:
+        events = _load_origin_data(path)
+    if len(events["t"]) == 0:
+        raise _NoEvents
+    return integrate_events_by_fixed_frames_number(events, "number", frames, DVS_SENSOR, DVS_SENSOR)
+
+
+def _tonic_events(path: Path) -> np.ndarray:
+    """tonic's AEDAT 2.0 reader; addresses decoded (and oriented) as SpikingJelly's reader does."""
+    import tonic.io
+    from tonic.datasets import CIFAR10DVS
+
+    if path.suffix == ".npz":  # SpikingJelly's converted events_np/: only the binning is tonic's
+        with np.load(path) as f:
+            t, x, y, p = (f[k] for k in ("t", "x", "y", "p"))
+    else:
+        with path.open("rb") as f:
+            if not f.read(9).startswith(b"#!AER-DAT"):
+                raise ValueError("no '#!AER-DAT2.0' header line")
+        version, start, _ = tonic.io.read_aedat_header_from_file(str(path))
+        if not 2 <= version < 3:
+            raise ValueError(f"AEDAT version {version}, CIFAR10-DVS files are 2.0")
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            f.seek(start)
+            if start == size - 1 and f.read() == b"\n":
+                start = size  # header only: at end of file tonic steps back into its last line
+        body = size - start
+        if body % 8:  # tonic's np.fromfile would silently drop the partial event
+            raise ValueError(f"{body} data bytes is not a whole number of 8-byte events: truncated")
+        raw = tonic.io.get_aer_events_from_file(str(path), version, start)
+        addr = raw["address"].astype(np.int64)
+        x_raw, y_raw, p_raw = (addr >> 1) & 0x7F, (addr >> 8) & 0x7F, addr & 1
+        t, x, y, p = raw["timeStamp"], 127 - y_raw, 127 - x_raw, 1 - p_raw
+    if len(t) == 0:
+        raise _NoEvents
+    if len(x) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) >= DVS_SENSOR):
+        raise ValueError(f"event coordinates outside the {DVS_SENSOR} x {DVS_SENSOR} sensor")
+    return tonic.io.make_structured_array(t, x, y, p, dtype=CIFAR10DVS.dtype)
+
+
+def _tonic_counts(path: Path, frames: int) -> np.ndarray:
+    """tonic's binning: [T, 2, 128, 128] event counts.
+
+    tonic's n_event_bins slices N events into T bins of N // T and drops the last N mod T events;
+    SpikingJelly (and the official code) add them to the last frame. We keep the official edges,
+    frame i = events [i * (N // T), (i + 1) * (N // T)), the last frame running to N, by binning
+    the remainder with tonic as one more frame and adding it to the last.
+    """
+    from tonic.transforms import ToFrame
+
+    events = _tonic_events(path)
+    sensor = (DVS_SENSOR, DVS_SENSOR, 2)  # (W, H, polarities); frames come out [T, P, H, W]
+    counts = ToFrame(sensor_size=sensor, n_event_bins=frames)(events).astype(np.int64)
+    rest = events[len(events) // frames * frames :]
+    counts[-1] += ToFrame(sensor_size=sensor, n_event_bins=1)(rest)[0].astype(np.int64)
+    if counts.sum() != len(events):  # tonic accumulates in int16: a wrapped pixel loses events
+        raise _Int16Overflow
+    return counts
+
+
+DVS_READERS = {"tonic": _tonic_counts, "spikingjelly": _sj_counts}
+
+
+def _dvs_frames(path: Path, frames: int, reader: str = "tonic") -> Tensor:
+    """One event stream -> [T, 2, 48, 48] float16: T frames of equal event count, resized."""
     try:
-        if path.suffix == ".npz":  # SpikingJelly's converted events_np/ (already oriented)
-            with np.load(path) as f:
-                events = {k: f[k] for k in ("t", "x", "y", "p")}
-        else:
-            events = _load_origin_data(path)
-        counts = integrate_events_by_fixed_frames_number(
-            events, "number", frames, DVS_SENSOR, DVS_SENSOR
-        )  # [T, 2, 128, 128]
+        counts = DVS_READERS[reader](path, frames)  # [T, 2, 128, 128]
+    except _NoEvents:
+        raise DataError(
+            f"cifar10_dvs: event file {path} holds no events; re-extract it or remove it"
+        ) from None
+    except _Int16Overflow:
+        raise DataError(
+            f"cifar10_dvs: event file {path} puts more than 32767 events on one pixel of one "
+            f"frame, more than tonic's int16 frames hold; use more frames or "
+            f"--set dvs_reader=spikingjelly"
+        ) from None
     except Exception as err:  # a truncated or foreign file: odd word count, bad coordinates, ...
         raise DataError(
-            f"cifar10_dvs: cannot read event file {path} ({_one_line(err)}); re-extract it"
+            f"cifar10_dvs: cannot read event file {path} with the {reader} reader "
+            f"({_one_line(err)}); re-extract it"
         ) from None
     x = torch.from_numpy(counts).float()
     # bilinear without antialiasing, as transforms.Resize on tensors in the official code
@@ -666,12 +762,12 @@ def _dvs_split(y: Tensor, pos: Tensor, dvs_split: str) -> Tensor:
     return pos >= n - n_test if dvs_split == "first900" else pos < n_test
 
 
-def _decode_dvs(files: dict[str, list[Path]], frames: int) -> dict:
+def _decode_dvs(files: dict[str, list[Path]], frames: int, reader: str) -> dict:
     paths = [p for fs in files.values() for p in fs]
     x = torch.empty(len(paths), frames, 2, DVS_SIZE, DVS_SIZE, dtype=torch.float16)
 
     def fill(i: int) -> None:
-        x[i] = _dvs_frames(paths[i], frames)
+        x[i] = _dvs_frames(paths[i], frames, reader)
 
     _map_threads(fill, list(range(len(paths))))
     return {
@@ -682,11 +778,16 @@ def _decode_dvs(files: dict[str, list[Path]], frames: int) -> dict:
     }
 
 
-def _load_cifar10_dvs(root: Path | None, opt: _Options) -> Dataset:
+def _load_cifar10_dvs(root: Path | None, opt: LoadOptions) -> Dataset:
     root = Path(root) if root is not None else REPO_ROOT / "data" / "cifar10_dvs"
     if opt.dvs_split not in DVS_SPLITS:
         raise DataError(
             f"cifar10_dvs: dvs_split must be one of {DVS_SPLITS}, not {opt.dvs_split!r}"
+        )
+    if opt.dvs_reader not in DVS_READERS:
+        raise DataError(
+            f"cifar10_dvs: dvs_reader must be one of {', '.join(DVS_READERS)}, not "
+            f"{opt.dvs_reader!r}"
         )
     found = _dvs_source(root)
     if found is None and opt.download:
@@ -713,7 +814,7 @@ def _load_cifar10_dvs(root: Path | None, opt: _Options) -> Dataset:
 
     def build() -> dict:
         if layout != "zip":
-            return _decode_dvs(files, opt.frames)
+            return _decode_dvs(files, opt.frames, opt.dvs_reader)
         opt.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=opt.cache_dir, prefix="cifar10_dvs-unzip-") as tmp:
             by_class = {}
@@ -729,10 +830,12 @@ def _load_cifar10_dvs(root: Path | None, opt: _Options) -> Dataset:
                 if not aedat:
                     raise DataError(f"cifar10_dvs: {z} holds no .aedat files; download it again")
                 by_class[z.stem] = aedat
-            return _decode_dvs(by_class, opt.frames)
+            return _decode_dvs(by_class, opt.frames, opt.dvs_reader)
 
     key = {"source": str(folder.resolve()), "files": fingerprint, "frames": opt.frames}
-    content = _cached("cifar10_dvs", key, opt.cache_dir, build)
+    if opt.dvs_reader != "spikingjelly":  # one cache file per reader; SpikingJelly's keeps its
+        key["reader"] = opt.dvs_reader  # earlier key, so caches built before stay valid
+    content = cached("cifar10_dvs", key, opt.cache_dir, build)
     test = _dvs_split(content["y"], content["pos"], opt.dvs_split)
     x, y = content["x"], content["y"]
     splits = {"train": (x[~test], y[~test]), "test": (x[test], y[test])}
@@ -747,20 +850,25 @@ def _load_cifar10_dvs(root: Path | None, opt: _Options) -> Dataset:
         train_size=int((~test).sum()),
         test_size=int(test.sum()),
         source=_where(folder),
-        preprocessing=f"{opt.frames} frames split_by=number, resize 48 bilinear, crop48 pad4, "
+        preprocessing=f"{opt.dvs_reader} reader, {opt.frames} frames split_by=number, resize 48 "
+        "bilinear, crop48 pad4, "
         "no flip, raw event counts (no normalisation)",
     )
     return Dataset(info, splits, scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), pad=4, flip=False)
 
 
-_LOADERS: dict[str, Callable[[Path | None, _Options], Dataset]] = {
-    "digits": _load_digits,
-    "cifar10": _load_cifar("cifar10", 10, CIFAR10_STATS),
-    "cifar100": _load_cifar("cifar100", 100, CIFAR100_STATS),
-    "imagenet": _load_imagenet,
-    "cifar10_dvs": _load_cifar10_dvs,
-}
-DATASETS = tuple(_LOADERS)
+def _builtin(key: str, loader: Callable[[Path | None, LoadOptions], Dataset]) -> type:
+    """A registered dataset class (dsr.datasets.DATASETS) around one of the loaders above."""
+    return type(key, (), {"key": key, "defaults": DATASET_DEFAULTS[key],
+                          "load": staticmethod(loader)})
+
+
+Digits = _builtin("digits", _load_digits)
+CIFAR10 = _builtin("cifar10", _load_cifar("cifar10", 10, CIFAR10_STATS))
+CIFAR100 = _builtin("cifar100", _load_cifar("cifar100", 100, CIFAR100_STATS))
+ImageNet = _builtin("imagenet", _load_imagenet)
+CIFAR10DVS = _builtin("cifar10_dvs", _load_cifar10_dvs)
+DATASETS = tuple(registry.DATASETS)
 
 
 def load(
@@ -772,29 +880,39 @@ def load(
     train_subset: int | None = None,
     test_subset: int | None = None,
     dvs_split: str = "first900",
+    dvs_reader: str = "tonic",
     frames: int = 20,
     workers: int | None = None,
+    plugins: dict[str, str] | None = None,
 ) -> Dataset:
-    """Load a registered dataset (decoding it into the cache on first use).
+    """Load a registered dataset, built-in or in `plugins` ({key: "module:Class"}, see
+    dsr.datasets), decoding it into the cache on first use.
 
-    root defaults to <repo>/data/<name>; cache_dir to <repo>/.cache/data. train_subset=N keeps a
-    class-balanced, seed-independent N-image training subset, test_subset=M an M-image test subset
-    (the same M images for every run: reduced-scale runs that cannot afford the full test set).
-    dvs_split and frames apply to cifar10_dvs, workers (DataLoader processes, default
+    root defaults to <repo>/data/<name>; cache_dir to $DSR_CACHE_DIR, else <repo>/.cache/data.
+    train_subset=N keeps a class-balanced, seed-independent N-image training subset, test_subset=M
+    an M-image test subset (the same M images for every run: reduced-scale runs that cannot afford
+    the full test set).
+    dvs_split, dvs_reader and frames apply to cifar10_dvs, workers (DataLoader processes, default
     min(8, cpus)) to imagenet.
     """
-    if name not in _LOADERS:
-        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    try:
+        cls = registry.get(name, plugins)
+    except registry.UnknownDataset as err:
+        raise DataError(str(err)) from None
     if frames < 1:
         raise DataError(f"{name}: frames must be a positive integer, got {frames}")
-    opt = _Options(
+    opt = LoadOptions(
         download=download,
-        cache_dir=Path(cache_dir) if cache_dir is not None else REPO_ROOT / ".cache" / "data",
+        cache_dir=Path(cache_dir or os.environ.get("DSR_CACHE_DIR") or REPO_ROOT / ".cache/data"),
         frames=frames,
         dvs_split=dvs_split,
+        dvs_reader=dvs_reader,
         workers=min(8, os.cpu_count() or 1) if workers is None else workers,
     )
-    data = _LOADERS[name](Path(root) if root is not None else None, opt)
+    data = cls().load(Path(root) if root is not None else None, opt)
+    if not isinstance(data, Dataset):
+        raise DataError(f"{name}: {cls.__module__}.{cls.__qualname__}.load returned "
+                        f"{type(data).__name__}, not a dsr.data.Dataset")
     for split, n in (("train", train_subset), ("test", test_subset)):
         if n is not None:
             data = data.with_subset(split, n)

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import baselines
-from dsr import models
+from dsr import datasets, models
 from dsr.config import (
-    DATASET_DEFAULTS,
     MODES,
     ConfigError,
     RunConfig,
@@ -49,7 +48,8 @@ class OneLineParser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m dsr.run", description=__doc__.split("\n")[0])
     p.add_argument("--method", required=True, help="method key, e.g. dsr-if, dsr-lif, sg-bptt")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASET_DEFAULTS))
+    p.add_argument("--dataset", required=True,
+                   help=f"{', '.join(datasets.names())} or a --dataset-plugin key")
     p.add_argument("--time-steps", type=positive_int, required=True, help="T (the paper's N)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", help="architecture (default: the dataset's, e.g. preact_resnet18)")
@@ -61,19 +61,31 @@ def parser() -> argparse.ArgumentParser:
                    help="override a harness or method hyperparameter (repeatable)")
     p.add_argument("--plugin", action="append", default=[], metavar="KEY=MODULE:CLASS",
                    help="register an out-of-tree method (repeatable)")
+    p.add_argument("--dataset-plugin", action="append", default=[], metavar="KEY=MODULE:CLASS",
+                   help="register an out-of-tree dataset (repeatable)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, type=Path, help="path of the metrics.json to write")
     return p
 
 
+def plugin_targets(flag: str, pairs: list[str]) -> dict[str, str]:
+    """--plugin / --dataset-plugin KEY=module:Class pairs as {key: target}."""
+    for pair in pairs:
+        key, _, target = pair.partition("=")
+        if not key or ":" not in target:
+            raise ConfigError(f"{flag} {pair}: expected KEY=module:Class")
+    return split_overrides(pairs)
+
+
 def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
-    """Command-line arguments -> one frozen RunConfig (+ plugins); raises ConfigError."""
-    plugins = split_overrides(args.plugin)
-    for key, target in plugins.items():
-        if ":" not in target:
-            raise ConfigError(f"--plugin {key}={target}: expected KEY=module:Class")
+    """Command-line arguments -> one frozen RunConfig (+ method plugins); raises ConfigError."""
+    plugins = plugin_targets("--plugin", args.plugin)
+    dataset_defaults = datasets.defaults(args.dataset,
+                                         plugin_targets("--dataset-plugin", args.dataset_plugin))
     method_cls = baselines.get(args.method, plugins)
-    arch = args.arch or DATASET_DEFAULTS[args.dataset]["arch"]
+    arch = args.arch or dataset_defaults.get("arch")
+    if arch is None:
+        raise ConfigError(f"dataset {args.dataset!r} declares no default arch; pass --arch")
     if arch not in models.names():
         valid = ", ".join(models.names())
         raise ConfigError(f"unknown architecture {arch!r}; choose one of {valid}")
@@ -93,7 +105,7 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} for --set; valid keys: "
                           f"{', '.join(sorted(known))}")
-    train = train_config(args.dataset, args.time_steps, overrides)
+    train = train_config(args.dataset, args.time_steps, overrides, dataset_defaults)
     params = apply_overrides(params_cls, method_cls.default_params(args.time_steps, args.dataset),
                              overrides)
     params_cls(**params)  # validates types/values the method checks in __post_init__
@@ -125,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, plugins = resolve(args)
         check_out(args.out)
-        run(cfg, args.out, plugins, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except (ConfigError, baselines.UnknownMethod, DataError, ResultError, TrainingError) as e:
+        run(cfg, args.out, plugins, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+            dataset_plugins=plugin_targets("--dataset-plugin", args.dataset_plugin))
+    except (ConfigError, baselines.UnknownMethod, datasets.UnknownDataset, DataError, ResultError,
+            TrainingError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always
         return 2
     except OSError as e:  # disk full, permissions, ...: checkpoints are atomic, so resuming works

@@ -242,8 +242,10 @@ def finite_state(model: nn.Module) -> bool:
     return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
 
 
-def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print) -> dict:
-    """Train and evaluate one configuration; write `out` (metrics.json) atomically at the end."""
+def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print,
+        dataset_plugins: dict[str, str] | None = None) -> dict:
+    """Train and evaluate one configuration; write `out` (metrics.json) atomically at the end.
+    plugins and dataset_plugins register out-of-tree methods and datasets ({key: module:Class})."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
@@ -253,7 +255,8 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
     t = cfg.train
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
-                         dvs_split=t.dvs_split, frames=t.frames)
+                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
+                         plugins=dataset_plugins)
     method: Method = baselines.get(cfg.method, plugins)(cfg)
     model = method.build(cfg.arch, data.info).to(device)
     trainer = Trainer(cfg, method, data, device, dist, log)

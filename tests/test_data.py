@@ -502,15 +502,146 @@ def test_dvs_zip_layout_reads_like_extracted(dvs_root: Path, tmp_path: Path):
         )
 
 
-def test_dvs_malformed_file_names_the_file(tmp_path: Path):
-    folder = tmp_path / "dvs" / "extract" / "airplane"
-    folder.mkdir(parents=True)
+@pytest.mark.parametrize("frames", [4, 20])  # 64 events per file: 20 frames leave 4 over
+def test_dvs_readers_agree(dvs_root: Path, tmp_path: Path, frames: int):
+    cache = tmp_path / "cache"
+    tonic = data.load("cifar10_dvs", dvs_root, cache_dir=cache, frames=frames)
+    before = set(cache.iterdir())
+    sj = data.load(
+        "cifar10_dvs", dvs_root, cache_dir=cache, frames=frames, dvs_reader="spikingjelly"
+    )
+    assert len(before) == 1 and len(set(cache.iterdir()) - before) == 1, "one cache per reader"
+    (tonic_file,), (sj_file,) = before, set(cache.iterdir()) - before
+    a, b = (torch.load(f, weights_only=True) for f in (tonic_file, sj_file))
+    assert a["x"].dtype == torch.float16 and a["x"].shape == (33, frames, 2, 48, 48)
+    assert a["x"].sum() > 0
+    for k in ("x", "y", "pos"):
+        assert torch.equal(a[k], b[k]), k
+    assert a["key"] != b["key"]
+    assert tonic.info.preprocessing.startswith("tonic reader")
+    assert sj.info.preprocessing.startswith("spikingjelly reader")
+    for split in ("train", "test"):
+        assert torch.equal(next(tonic.batches(split, 64, augment=False, shuffle=False))[0],
+                           next(sj.batches(split, 64, augment=False, shuffle=False))[0])
+
+
+def test_dvs_readers_agree_on_random_recordings(tmp_path: Path):
+    """Every address bit pattern (unused high bits set too), 20,011 events (N mod 20 = 11)."""
+    rng = np.random.default_rng(0)
+    n = 20_011
+    addr = rng.integers(0, 2**32, n, dtype=np.uint64)
+    t = np.sort(rng.integers(0, 2**31, n, dtype=np.uint64))
+    words = np.stack([addr, t], 1).astype(">u4")
+    path = tmp_path / "random.aedat"
+    path.write_bytes(b"#!AER-DAT2.0\r\n# tick 1 us\r\n" + words.tobytes())
+    for frames in (1, 20, 7):
+        a = data._dvs_frames(path, frames, "tonic")
+        b = data._dvs_frames(path, frames, "spikingjelly")
+        assert torch.equal(a, b) and a.shape == (frames, 2, 48, 48)
+        counts = data.DVS_READERS["tonic"](path, frames)
+        assert counts.sum() == n and counts[-1].sum() == n // frames + n % frames
+
+
+def test_dvs_tonic_int16_overflow_is_an_error(tmp_path: Path):
+    path = tmp_path / "hot.aedat"
+    n = 2**15 + 1  # one pixel (sensor row 64, column 64), one frame: one more than int16 holds
+    words = np.stack([np.full(n, (63 << 8) | (63 << 1)), np.arange(n)], 1).astype(">u4")
+    path.write_bytes(b"#!AER-DAT2.0\r\n" + words.tobytes())
+    assert data._dvs_frames(path, 2, "tonic").sum() > 0  # 2 frames: 16,384 events per pixel
+    assert data.DVS_READERS["spikingjelly"](path, 1).max() == n
+    with pytest.raises(DataError) as err:
+        data._dvs_frames(path, 1, "tonic")
+    assert str(path) in str(err.value) and "dvs_reader=spikingjelly" in str(err.value)
+
+
+def test_dvs_events_np_layout_reads_like_aedat(dvs_root: Path, tmp_path: Path):
+    from spikingjelly.datasets.cifar10_dvs import _load_origin_data
+
+    converted = tmp_path / "converted"
+    for name in DVS_CLASSES:
+        (converted / "events_np" / name).mkdir(parents=True)
+        for f in (dvs_root / "extract" / name).iterdir():
+            np.savez(converted / "events_np" / name / f"{f.stem}.npz", **_load_origin_data(f))
+    cache = tmp_path / "cache"
+    ref = data.load("cifar10_dvs", dvs_root, cache_dir=cache, frames=4)
+    for reader in data.DVS_READERS:
+        ds = data.load("cifar10_dvs", converted, cache_dir=cache, frames=4, dvs_reader=reader)
+        assert ds.info.source.endswith("events_np")
+        for split in ("train", "test"):
+            assert all(torch.equal(u, v) for u, v in zip(ref._splits[split], ds._splits[split],
+                                                          strict=True))
+
+
+def test_dvs_bin_edges(tmp_path: Path):
+    """Frame i holds events [i * (N // T), (i + 1) * (N // T)), the last frame up to N (the
+    official code's edges); tonic's own n_event_bins drops the last N mod T events."""
+    from tonic.transforms import ToFrame
+
+    path = tmp_path / "e.aedat"
+    write_aedat(path, 8, 20, repeats=5)  # N = 80; T = 3: 26, 26, 28
+    for reader in data.DVS_READERS:
+        counts = data.DVS_READERS[reader](path, 3)
+        assert counts.shape == (3, 2, 128, 128)
+        assert [int(f.sum()) for f in counts] == [26, 26, 28], reader
+        assert counts[2, 1].sum() == 28  # events 40-79 are OFF (channel 1), 0-39 ON
+        assert [int(f.sum()) for f in data.DVS_READERS[reader](path, 100)] == [0] * 99 + [80]
+    raw = ToFrame(sensor_size=(128, 128, 2), n_event_bins=3)(data._tonic_events(path))
+    assert [int(f.sum()) for f in raw] == [26, 26, 26]
+
+
+def write_bad_dvs(folder: Path, damage: str) -> Path:
+    """One good and one damaged recording of class airplane; returns the damaged one."""
+    folder.mkdir(parents=True, exist_ok=True)
     write_aedat(folder / "cifar10_airplane_0.aedat", 0, 0)
     bad = folder / "cifar10_airplane_1.aedat"
-    bad.write_bytes(b"#!AER-DAT2.0\r\n" + struct.pack(">3I", 1, 2, 3))  # odd number of words
+    header = b"#!AER-DAT2.0\r\n"
+    bad.write_bytes({
+        "odd-word-count": header + struct.pack(">3I", 1, 2, 3),
+        "truncated-event": header + struct.pack(">4I", 1, 2, 3, 4)[:13],
+        "garbage": b"\xff" * 7,
+        "no-events": header + b"# tick 1 us\r\n",
+    }[damage])
+    return bad
+
+
+@pytest.mark.parametrize("reader", ["tonic", "spikingjelly"])
+@pytest.mark.parametrize("damage", ["odd-word-count", "truncated-event", "garbage", "no-events"])
+def test_dvs_malformed_file_names_the_file(tmp_path: Path, reader: str, damage: str):
+    cache = tmp_path / "cache"
+    root = tmp_path / "dvs"
+    (root / "extract" / "bird").mkdir(parents=True)
+    write_aedat(root / "extract" / "bird" / "cifar10_bird_0.aedat", 0, 0)
+    data.load("cifar10_dvs", root, cache_dir=cache, frames=4, dvs_reader=reader)
+    cached = {f: f.read_bytes() for f in cache.iterdir()}
+    bad = write_bad_dvs(root / "extract" / "airplane", damage)
     with pytest.raises(DataError) as err:
-        data.load("cifar10_dvs", tmp_path / "dvs", cache_dir=tmp_path / "cache", frames=4)
-    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+        data.load("cifar10_dvs", root, cache_dir=cache, frames=4, dvs_reader=reader)
+    msg = str(err.value)
+    assert "\n" not in msg and str(bad) in msg
+    if damage == "no-events":
+        assert "holds no events" in msg and "remove it" in msg
+    else:
+        assert "cannot read event file" in msg and "re-extract it" in msg
+    assert {f: f.read_bytes() for f in cache.iterdir()} == cached, "the cache is untouched"
+
+
+def test_dvs_empty_class_folder(tmp_path: Path):
+    root = tmp_path / "dvs"
+    for name in DVS_CLASSES:
+        (root / "extract" / name).mkdir(parents=True)
+        write_aedat(root / "extract" / name / f"cifar10_{name}_0.aedat", 0, 0)
+    (root / "extract" / "cat").mkdir()
+    with pytest.raises(DataError) as err:
+        data.load("cifar10_dvs", root, cache_dir=tmp_path / "cache", frames=4)
+    msg = str(err.value)
+    assert "\n" not in msg and f"class folder {root / 'extract' / 'cat'} holds no .aedat" in msg
+    assert "remove it or restore its files" in msg
+    assert not (tmp_path / "cache").exists()
+
+
+def test_dvs_bad_reader_name(dvs_root: Path, tmp_path: Path):
+    with pytest.raises(DataError, match="dvs_reader must be one of tonic, spikingjelly"):
+        data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", dvs_reader="aedat")
 
 
 def test_dvs_bad_split_name(dvs_root: Path, tmp_path: Path):

@@ -169,7 +169,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, done_run: Path) -> Wo
 # (id, extra arguments, fragments the one line must hold: what is wrong, then how to fix it)
 CONFIG_CASES = [
     ("unknown-method", ["--method", "dsr-fly"], ["unknown method 'dsr-fly'", "choose one of"]),
-    ("unknown-dataset", ["--dataset", "mnist"], ["invalid choice: 'mnist'", "choose from"]),
+    ("unknown-dataset", ["--dataset", "mnist"], ["unknown dataset 'mnist'", "choose one of"]),
     ("unknown-arch", ["--arch", "resnet9000"], ["unknown architecture 'resnet9000'", "choose one"]),
     ("unknown-mode", ["--mode", "slow"], ["--mode: invalid choice: 'slow'", "choose from"]),
     ("T-zero", ["--time-steps", "0"], ["--time-steps", "must be >= 1, got 0"]),

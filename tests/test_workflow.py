@@ -158,11 +158,26 @@ def test_plugin_method_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> 
     assert "--plugin mine=my_pkg.methods:Mine" in out.stdout
 
 
+def test_plugin_dataset_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> None:
+    exp = experiment(name="nmnist", dataset="nmnist", methods=["dsr-if"], time_steps=[2],
+                     seeds=[0], firing_rates=[])
+    path = write_config(tmp_path, [exp])
+    cfg = yaml.safe_load(path.read_text())
+    cfg["dataset_plugins"] = {"nmnist": "examples.nmnist_plugin:NMNIST"}
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "-p", "--configfile", str(path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (cmd,) = [ln for ln in out.stdout.splitlines() if "-m dsr.run" in ln]
+    assert "--dataset nmnist" in cmd
+    assert "--dataset-plugin nmnist=examples.nmnist_plugin:NMNIST" in cmd
+    assert "/runs/nmnist/preact_resnet8/dsr-if/T2/seed0/metrics.json" in cmd
+
+
 @pytest.mark.parametrize(
     ("experiments", "expected"),
     [
         ([experiment(time_steps=[0])], "config: experiments.0.time_steps.0: 0 is less than"),
-        ([experiment(dataset="mnist")], "unknown dataset 'mnist'"),
+        ([experiment(dataset="mnist")], "unknown dataset 'mnist'; choose one of cifar10, "),
         ([experiment(firing_rates=["tet"])], "firing_rates names tet"),
         ([experiment(), experiment()], "experiment name 'digits' is used twice"),
         ([experiment(), experiment(name="other", epochs=3)], "differently from an earlier"),

@@ -126,9 +126,11 @@ class Grid:
 
     def check_experiment(self, exp: dict, registered: set[str]) -> None:
         where = f"config: experiment {exp['name']!r}"
-        if exp["dataset"] not in DATASET_DEFAULTS:
+        datasets = {*DATASET_DEFAULTS, *self.cfg["dataset_plugins"]}
+        if exp["dataset"] not in datasets:
             raise ConfigError(f"{where}: unknown dataset {exp['dataset']!r}; choose one of "
-                              f"{', '.join(sorted(DATASET_DEFAULTS))}")
+                              f"{', '.join(sorted(datasets))} or map it under dataset_plugins: "
+                              f"({exp['dataset']}: module:Class)")
         for method in exp["methods"]:
             if method not in registered:
                 raise ConfigError(
@@ -309,6 +311,8 @@ def trainer_args(wildcards) -> str:
         args += ["--set", f"{key}={value}"]
     if run.plugin is not None:
         args += ["--plugin", f"{run.method}={run.plugin}"]
+    if run.dataset in GRID.cfg["dataset_plugins"]:
+        args += ["--dataset-plugin", f"{run.dataset}={GRID.cfg['dataset_plugins'][run.dataset]}"]
     return shlex.join(args)
 
 

@@ -1,0 +1,67 @@
+"""Dataset registry: key -> "module:Class", imported lazily (this module imports no torch, so the
+workflow can check names). One key everywhere (CLI, config, results path, table row).
+
+A dataset class has one method, `load(self, root, options) -> dsr.data.Dataset`: root is the
+`data_root` setting (None: the dataset's default folder), options a `dsr.data.LoadOptions`; the
+class is built with no arguments. It may declare `defaults`, a dict of run defaults as in
+dsr.config.DATASET_DEFAULTS (`arch` plus TrainConfig fields), and `key` (then it must equal its
+registry key). Out-of-tree datasets join through `plugins` ({key: "module:Class"}), which the CLI
+takes as `--dataset-plugin key=module:Class` and the workflow from its `dataset_plugins:` config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dsr.config import DATASET_DEFAULTS
+
+DATASETS: dict[str, str] = {
+    "digits": "dsr.data:Digits",
+    "cifar10": "dsr.data:CIFAR10",
+    "cifar100": "dsr.data:CIFAR100",
+    "imagenet": "dsr.data:ImageNet",
+    "cifar10_dvs": "dsr.data:CIFAR10DVS",
+}
+
+
+class UnknownDataset(ValueError):
+    pass
+
+
+def names(plugins: dict[str, str] | None = None) -> list[str]:
+    return sorted({**DATASETS, **(plugins or {})})
+
+
+def check(key: str, plugins: dict[str, str] | None = None) -> str:
+    """The "module:Class" registered as `key`; a one-line UnknownDataset if none is."""
+    table = {**DATASETS, **(plugins or {})}
+    if key not in table:
+        raise UnknownDataset(f"unknown dataset {key!r}; choose one of "
+                             f"{', '.join(names(plugins))} or add one with "
+                             "--dataset-plugin KEY=module:Class")
+    return table[key]
+
+
+def get(key: str, plugins: dict[str, str] | None = None) -> type:
+    """The dataset class registered as `key` (built-in or plugin)."""
+    target = check(key, plugins)
+    module_name, _, cls_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except Exception as e:  # any import failure of a user's module: one line, not a traceback
+        raise UnknownDataset(f"dataset {key!r} points at {target!r}, which does not import ({e}); "
+                             "check the module path and that it is on PYTHONPATH") from None
+    if getattr(cls, "key", key) != key:
+        raise UnknownDataset(f"dataset class {target} declares key {cls.key!r} but is "
+                             f"registered as {key!r}; use one name everywhere")
+    if not callable(getattr(cls, "load", None)):
+        raise UnknownDataset(f"dataset class {target} has no load(root, options) method")
+    return cls
+
+
+def defaults(key: str, plugins: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run defaults of `key`: the paper's for built-ins, the class's `defaults` for plugins."""
+    if key in DATASETS and key not in (plugins or {}):
+        return DATASET_DEFAULTS[key]
+    return dict(getattr(get(key, plugins), "defaults", {}))
