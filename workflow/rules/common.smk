@@ -29,6 +29,7 @@ CONDA_ENV = f"{workflow.basedir}/environment.yml"
 RUN = "{dataset}/{arch}/{method}/T{T}/seed{seed}"  # one run's wildcards, in every path
 RUN_PATTERN = f"runs/{RUN}"
 RUN_VARIANT = "{dataset}/{arch}/{method}/T{T}/{variant}/seed{seed}"  # a swept run: variant p=v
+VARIANT_PATTERN = f"runs/{RUN_VARIANT}"
 # Resources of a training job unless the config says otherwise (runtime in minutes).
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
 FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost")
@@ -86,7 +87,7 @@ class Run:
                       seed=self.seed)
         if self.variant is None:
             return RUN_PATTERN.format(**fields)
-        return "runs/" + RUN_VARIANT.format(variant=self.variant, **fields)
+        return VARIANT_PATTERN.format(variant=self.variant, **fields)
 
     def cell(self, experiment: str, results: str) -> dict:
         """What the aggregation scripts need to find, check and place this run."""
@@ -204,7 +205,7 @@ class Grid:
     # ---- per-wildcards lookups for the training rule -------------------------------------
 
     def run(self, wildcards) -> Run:
-        pattern = "runs/" + RUN_VARIANT if "variant" in wildcards.keys() else RUN_PATTERN
+        pattern = VARIANT_PATTERN if "variant" in wildcards.keys() else RUN_PATTERN
         key = pattern.format(**wildcards)
         if key not in self.runs:
             raise ConfigError(f"{key} is not in the configured grid ({self.cfg['name']}); "
