@@ -24,8 +24,9 @@ from typing import ClassVar
 
 from torch import nn
 
-from baselines._snn import activation_percentiles, calibration_batches, convert, weights_key
+from baselines._snn import convert, weights_key
 from dsr import models
+from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
 from dsr.method import Method
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from spikingjelly.activation_based import neuron, surrogate
 from torch import Tensor, nn
 
-from baselines._snn import steps
 from dsr.config import ConfigError
 from dsr.method import Method
-from dsr.models import NeuronFactory
+from dsr.models import NeuronFactory, steps
 
 SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid}
 

@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-import baselines
+from dsr import registry
 from dsr.config import RunConfig, train_config
 from dsr.data import REPO_ROOT, ensure_cifar10_jpeg, load, shared_data_root
 
@@ -25,7 +25,7 @@ ARCH = "preact_resnet20"
 
 def probe(key: str, T: int, pool_neuron: bool, batches: list) -> tuple[float, float, float]:
     """(logit std, zero fraction of FC inputs, stem gradient norm), averaged over batches."""
-    cls = baselines.get(key)
+    cls = registry.get(key)
     cfg = RunConfig(key, "cifar10", ARCH, T, 0, cls.modes[0], train_config("cifar10", T, {}),
                     cls.default_params(T, "cifar10"))
     method = cls(cfg)

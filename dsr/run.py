@@ -14,9 +14,9 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import baselines
-from dsr import models
+from dsr import models, registry
 from dsr.config import (
     DATASET_DEFAULTS,
     MODES,
@@ -27,6 +27,9 @@ from dsr.config import (
     split_overrides,
     train_config,
 )
+
+if TYPE_CHECKING:
+    from dsr.method import Method
 
 
 def positive_int(text: str) -> int:
@@ -66,13 +69,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
-    """Command-line arguments -> one frozen RunConfig (+ plugins); raises ConfigError."""
+def resolve(args: argparse.Namespace) -> tuple[RunConfig, type[Method]]:
+    """Command-line arguments -> one frozen RunConfig and the method class it runs; raises
+    ConfigError or UnknownMethod."""
     plugins = split_overrides(args.plugin)
     for key, target in plugins.items():
         if ":" not in target:
             raise ConfigError(f"--plugin {key}={target}: expected KEY=module:Class")
-    method_cls = baselines.get(args.method, plugins)
+    method_cls = registry.get(args.method, plugins)
     arch = args.arch or DATASET_DEFAULTS[args.dataset]["arch"]
     if arch not in models.names():
         valid = ", ".join(models.names())
@@ -100,7 +104,7 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
     cfg = RunConfig(method=args.method, dataset=args.dataset, arch=arch,
                     time_steps=args.time_steps, seed=args.seed, mode=mode, train=train,
                     params=params)
-    return cfg, plugins
+    return cfg, method_cls
 
 
 def check_out(out: Path) -> None:
@@ -123,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     from dsr.train import TrainingError, run
 
     try:
-        cfg, plugins = resolve(args)
+        cfg, method_cls = resolve(args)
         check_out(args.out)
-        run(cfg, args.out, plugins, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except (ConfigError, baselines.UnknownMethod, DataError, ResultError, TrainingError) as e:
+        run(cfg, method_cls, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except (ConfigError, registry.UnknownMethod, DataError, ResultError, TrainingError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always
         return 2
     except OSError as e:  # disk full, permissions, ...: checkpoints are atomic, so resuming works

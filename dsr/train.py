@@ -28,7 +28,6 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
-import baselines
 from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.config import RunConfig
@@ -242,8 +241,9 @@ def finite_state(model: nn.Module) -> bool:
     return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
 
 
-def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print) -> dict:
-    """Train and evaluate one configuration; write `out` (metrics.json) atomically at the end."""
+def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print) -> dict:
+    """Train and evaluate one configuration with `method_cls` (as `dsr.run.resolve` returns
+    them); write `out` (metrics.json) atomically at the end."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
@@ -254,7 +254,7 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
                          dvs_split=t.dvs_split, frames=t.frames)
-    method: Method = baselines.get(cfg.method, plugins)(cfg)
+    method: Method = method_cls(cfg)
     model = method.build(cfg.arch, data.info).to(device)
     trainer = Trainer(cfg, method, data, device, dist, log)
 

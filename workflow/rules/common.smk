@@ -16,8 +16,8 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import baselines` works
-import baselines  # noqa: E402  (light: the method registry, no torch)
+sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import dsr` works
+from dsr import registry  # noqa: E402  (light: the method registry, no torch)
 from dsr.config import DATASET_DEFAULTS, ConfigError  # noqa: E402
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -104,7 +104,7 @@ class Grid:
         self.runs: dict[str, Run] = {}
         self.resources: dict[str, dict] = {}
         self.cells: list[dict] = []
-        registered = set(baselines.METHODS) | set(cfg["plugins"])
+        registered = set(registry.METHODS) | set(cfg["plugins"])
         names = [e["name"] for e in cfg["experiments"]]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -124,7 +124,7 @@ class Grid:
             if method not in registered:
                 raise ConfigError(
                     f"{where} names method {method!r}, which is not registered; registered: "
-                    f"{', '.join(sorted(registered))}; add it to baselines/__init__.py METHODS "
+                    f"{', '.join(sorted(registered))}; add it to METHODS in dsr/registry.py "
                     f"or map it under plugins: ({method}: module:Class)")
         for field in ("per_method", "firing_rates"):
             stray = sorted(set(exp.get(field) or ()) - set(exp["methods"]))
