@@ -78,6 +78,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("pj_per_ac", "pj_per_mac"):  # used only after the last epoch: check now
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be a finite energy >= 0 (picojoules), got "
+                                  f"{getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         for name in ("warmup_iters", "latency_batches", "frames", "base_width", "fail_at_epoch"):
@@ -146,10 +150,14 @@ def parse_value(key: str, raw: str, typ: Any) -> Any:
         if base is int:
             return int(raw)
         if base is float:
-            return float(raw)
+            value = float(raw)
     except ValueError:
         raise ConfigError(f"--set {key}={raw}: expected {_KINDS[base]}"
                           f"{' or none' if optional else ''}") from None
+    if base is float:
+        if not math.isfinite(value):  # no hyperparameter here is meant to be inf or nan
+            raise ConfigError(f"--set {key}={raw}: expected a finite number")
+        return value
     return raw
 
 
