@@ -823,9 +823,9 @@ def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
 
     logged: list[str] = []
     monkeypatch.setattr(dsr_train.subprocess, "run", git)
-    cfg, _ = cli.resolve(cli.parser().parse_args(["--method", "dsr-if", *TINY, "--epochs", "2",
-                                                  "--out", str(tmp_path / "m.json")]))
-    m = dsr_train.run(cfg, tmp_path / "m.json", log=logged.append)
+    cfg, method_cls = cli.resolve(cli.parser().parse_args(["--method", "dsr-if", *TINY, "--epochs",
+                                                           "2", "--out", str(tmp_path / "m.json")]))
+    m = dsr_train.run(cfg, method_cls, tmp_path / "m.json", log=logged.append)
     assert any("epoch 1/2" in line for line in logged) and sorted(set(calls)) == [
         "rev-parse", "status"]
     assert m["provenance"]["git_commit"] == "a" * 40 and m["provenance"]["git_dirty"] is False
