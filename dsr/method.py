@@ -149,8 +149,9 @@ class _ANNTwin(Method):
 
     key, spiking = "ann-twin", False
 
-    def __init__(self, cfg: RunConfig):  # no Params of its own: the DSR run's are not its
-        self.cfg, self.T, self.p = cfg, cfg.time_steps, NoParams()
+    def __init__(self, cfg: RunConfig):
+        # no Params of its own: cfg.params are the DSR run's, not the twin's
+        super().__init__(dataclasses.replace(cfg, params={}))
 
     def neuron_factory(self) -> models.NeuronFactory:
         return models.ReLU

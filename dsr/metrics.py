@@ -18,15 +18,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
-
-if TYPE_CHECKING:
-    pass
 
 PJ_PER_AC = 0.9  # 45 nm, 32-bit float add (Horowitz, ISSCC 2014)
 PJ_PER_MAC = 4.6  # 45 nm, 32-bit float multiply + add

@@ -222,7 +222,7 @@ def test_plif_time_constant_is_trained(gen):
     taus = [p for n, p in net.named_parameters() if n.endswith("node.w")]
     assert len(taus) == len(net.neurons())
     x, y = next(iter(data.batches("train", 32, epoch=0, seed=0, device="cpu")))
-    method.loss(method.train_outputs(net, x), y).backward()
+    method.loss(method.train_outputs(method.training_module(net), x), y).backward()
     assert any(float(w.grad.abs()) > 0 for w in taus)
 
 
@@ -239,7 +239,9 @@ def test_tet_trains_on_per_step_outputs():
     cfg, method, data, _ = make_run(["--method", "tet", "--time-steps", "3", *SMALL])
     net = method.build(cfg.arch, data.info).train()
     x, _ = next(iter(data.batches("train", 32, epoch=0, seed=0, device="cpu")))
-    seq = method.train_outputs(net, x)  # through the model's forward (as DDP needs)
+    module = method.training_module(net)  # what DDP wraps: its forward is the sequence
+    assert set(module.parameters()) == set(net.parameters())
+    seq = method.train_outputs(module, x)
     assert seq.shape == (3, 32, 10) and seq.requires_grad
     assert torch.allclose(seq, net.sequence(x))
 
