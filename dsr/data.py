@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from dsr import REPO_ROOT
+
 CACHE_FORMAT = 1  # bump when the cache content changes meaning
 SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
 DIGITS_SPLIT_SEED = 0

@@ -28,11 +28,12 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
+from dsr import REPO_ROOT
 from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.config import RunConfig
 from dsr.method import Method
-from dsr.results import ROOT, SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
+from dsr.results import SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
 
 PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
@@ -104,7 +105,7 @@ class Start:
 def started() -> Start:
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                                   timeout=10, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from dsr import REPO_ROOT
 
 
 def imported_modules(source: str) -> set[str]:

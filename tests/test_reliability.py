@@ -30,6 +30,7 @@ import torch
 from test_data import write_aedat, write_cifar_folder
 from torch import Tensor
 
+from dsr import REPO_ROOT as REPO
 from dsr import data as dsr_data
 from dsr import results
 from dsr import run as cli
@@ -37,7 +38,6 @@ from dsr.config import ConfigError, TrainConfig
 from dsr.method import DSRIF, DSRIFParams
 from dsr.results import ResultError, atomic_write, read_metrics, remove_stale_temps
 
-REPO = Path(__file__).resolve().parents[1]
 HERE = __name__  # plug-ins below are registered as f"{HERE}:Class"
 
 # ---- plug-in methods used as test doubles ------------------------------------------------------

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from bench.aggregate import synthetic_metrics
+from dsr import REPO_ROOT as ROOT
 from dsr import registry
 
-ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import aggregate  # noqa: E402

@@ -18,7 +18,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import dsr` works
 from dsr import registry  # noqa: E402  (light: the method registry, no torch)
-from dsr.config import DATASET_DEFAULTS, ConfigError  # noqa: E402
+from dsr.config import DATASET_DEFAULTS, ConfigError, format_value  # noqa: E402
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 REPORT = f"{workflow.basedir}/workflow/report"
@@ -49,15 +49,6 @@ def check_config(cfg: dict) -> dict:
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ConfigError(f"config: {where}: {err.message} (see {SCHEMA})") from None
     return cfg
-
-
-def cli_value(value) -> str:
-    """A YAML scalar as the trainer's --set parser reads it."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -141,7 +132,7 @@ class Grid:
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
                 if data_root is not None:
                     sets.setdefault("data_root", data_root)
-                overrides = tuple(sorted((k, cli_value(v)) for k, v in sets.items()))
+                overrides = tuple(sorted((k, format_value(v)) for k, v in sets.items()))
                 for T in per.get("time_steps", exp["time_steps"]):
                     for seed in per.get("seeds", exp["seeds"]):
                         runs.append(Run(exp["dataset"], arch, method, T, seed,
