@@ -33,7 +33,7 @@ rule all:
 rule reproduce_table:
     """Train whatever is missing, then write every table and figure."""
     input:
-        rendered(GRID),
+        rules.all.input,
 
 
 include: "workflow/rules/train.smk"

@@ -13,8 +13,7 @@ control flow), it only matches `nn.ReLU` modules, and it emits a single-step sta
 be called T times with `reset_net`, while every network here takes the whole [T, B, ...]
 sequence in one stateless call; its VoltageHook also averages per-batch percentiles with
 momentum instead of taking one percentile of the pooled activations. So the conversion is
-implemented directly (baselines._snn). Reported (Rueckauer et al. 2017, unverified here): ImageNet
-VGG-16 49.61 % top-1 (ANN 63.89 %); their CIFAR-10 rows are still to be read from the paper.
+implemented directly (baselines._snn). Published results: paper_tables/published.csv.
 """
 
 from __future__ import annotations
@@ -24,8 +23,9 @@ from typing import ClassVar
 
 from torch import nn
 
-from baselines._snn import activation_percentiles, calibration_batches, convert, weights_key
+from baselines._snn import convert, weights_key
 from dsr import models
+from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
 from dsr.method import Method
 

@@ -4,15 +4,12 @@ SpikingJelly's ParametricLIFNode, one trainable w per neuron layer, k = sigmoid(
 initialised to tau = init_tau = 2. Defaults from the official code: v_th 1, hard reset to 0,
 detach_reset=True, ATan surrogate alpha 2; trained by BPTT like `sg-bptt` (same head, T x B BN).
 Deviation: the paper charges v[t] = v[t-1] + k (x[t] - v[t-1]) (decay_input=True), whose
-membrane converges to the input; behind the DSR head's global average pool the input is a spike
-rate <= 1 < v_th, so that layer never fires and the network stays at chance (measured on
-digits). The default here is decay_input=False, v[t] = (1 - k) v[t-1] + x[t] (steady state
-tau x), the form of STBP-tdBN and TET; `--set decay_input=true` restores the paper's. (Measured
-while the head still had that post-pool neuron, which `SurrogateMethod` has since dropped.)
+membrane converges to the input, so a neuron whose input stays below v_th (a pooled spike rate
+<= 1 < v_th, say) never fires (BENCHMARKS.md, "Baseline defaults"). The default here is
+decay_input=False, v[t] = (1 - k) v[t-1] + x[t] (steady state tau x), the form of STBP-tdBN and
+TET; `--set decay_input=true` restores the paper's.
 Weight decay applies to w as to every parameter (the harness's rule), pulling tau towards 2.
-Reported (PLIF paper, unverified here): CIFAR-10 93.50 % (T = 8), CIFAR10-DVS 74.80 % (T = 20),
-MNIST 99.72 %, Fashion-MNIST 94.38 %, N-MNIST 99.61 %, DVS128 Gesture 97.57 %, on the paper's
-own convolutional networks.
+Published results (on the paper's own convolutional networks): paper_tables/published.csv.
 """
 
 from __future__ import annotations

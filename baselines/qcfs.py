@@ -8,9 +8,7 @@ input the SNN's mean output equals h exactly (the paper's zero expected conversi
 Defaults: L = 4 for CIFAR-scale data (the authors' CIFAR-10 command), L = 16 for ImageNet (the
 official ImageNet script's default). Head as `ann` (plain FC logits, no activation after it),
 and on ResNets no activation after the global average pool either (see `QCFS.pool_neuron`).
-Reported (QCFS paper, unverified here): CIFAR-10 VGG-16 (ANN 95.52 %) 91.18 / 93.96 / 94.95 /
-95.40 % at T = 2 / 4 / 8 / 16; CIFAR-10 ResNet-18 (ANN 95.64 %) 91.75 / 93.83 / 95.04 / 95.56 %;
-ImageNet ResNet-34 (ANN 74.32 %) 59.35 / 69.37 / 72.35 % at T = 16 / 32 / 64.
+Published results: paper_tables/published.csv.
 """
 
 from __future__ import annotations

@@ -6,17 +6,13 @@ Neurons are SpikingJelly 2.0 multi-step nodes (step_mode="m"):
   s[t] = H(v[t] - v_th); hard reset v <- v_reset = 0 after a spike (None: v -= v_th), not
   detached; backward replaces dH/dv by ATan, g'(u) = alpha / 2 / (1 + (pi/2 alpha u)^2),
   u = v - v_th, alpha = 2 (SpikingJelly's ATan, used by Fang et al., ICCV 2021).
-Defaults: IF, v_th 1; for LIF tau 2 without input decay (STBP-tdBN's and TET's form). Why IF:
-it was chosen while these networks still had the DSR head's neuron after the global average
-pool, fed with pooled 0/1 spikes in [0, 1]; a decay_input LIF's membrane converges to its input
-and never reached v_th = 1 there (measured on digits: chance after 4 epochs). The head has since
-dropped that neuron (see `SurrogateMethod.pool_neuron`); the choice was not re-measured.
+Defaults: IF, v_th 1 (no leak, so a weak input still integrates to a spike; BENCHMARKS.md,
+"Baseline defaults"); for LIF tau 2 without input decay (STBP-tdBN's and TET's form).
 BN normalises over T x B (dsr.layers.TBatchNorm), as tdBN does (Zheng et al., AAAI 2021) but
 without its alpha * V_th scaling. Head: no neuron after the global average pool and
 output_neuron=False, logits = time-mean of the last FC's outputs (the usual SG readout). The
-closest published recipe (SG + BPTT + T x B BN), STBP-tdBN, reports (unverified here): CIFAR-10
-ResNet-19 93.16 / 92.92 / 92.34 % at T = 6 / 4 / 2;
-CIFAR10-DVS ResNet-19 67.8 % (T = 10); ImageNet ResNet-34 63.72 % (T = 6).
+closest published recipe (SG + BPTT + T x B BN) is STBP-tdBN; its results are rows of
+paper_tables/published.csv.
 """
 
 from __future__ import annotations
@@ -26,10 +22,9 @@ from dataclasses import dataclass
 from spikingjelly.activation_based import neuron, surrogate
 from torch import Tensor, nn
 
-from baselines._snn import steps
 from dsr.config import ConfigError
 from dsr.method import Method
-from dsr.models import NeuronFactory
+from dsr.models import NeuronFactory, steps
 
 SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid}
 
@@ -103,9 +98,9 @@ class SurrogateMethod(Method):
 class SGBPTT(SurrogateMethod):
     key, Params = "sg-bptt", SGParams
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.neuron = self.p.neuron.upper()
+    @property
+    def neuron(self) -> str:  # recorded in metrics.json: the --set neuron choice
+        return self.p.neuron.upper()
 
     def node(self) -> nn.Module:
         p = self.p

@@ -7,9 +7,7 @@ with phi = 1 and lam = 1e-3, the official code's defaults (`--means 1.0 --lamb 1
 Evaluation uses the time-mean of O, as the official test loop does.
 Deviation: the network and neuron are sg-bptt's (IF, ATan). The official code's neuron is
 mem = 0.5 mem + x with hard reset at 1, i.e. `--set neuron=lif` here, but a triangle surrogate.
-Reported (TET paper, unverified here): CIFAR-10 ResNet-19 94.16 / 94.44 / 94.50 % at T = 2 / 4 / 6;
-CIFAR-100 ResNet-19 72.87 / 74.47 / 74.72 %; ImageNet SEW-ResNet-34 68.00 % (T = 4);
-CIFAR10-DVS VGGSNN 83.17 % (T = 10).
+Published results: paper_tables/published.csv.
 """
 
 from __future__ import annotations
@@ -43,26 +41,29 @@ def tet_loss(outputs: Tensor, y: Tensor, lam: float, phi: float) -> Tensor:
     return (1 - lam) * ce + lam * mse
 
 
+class PerStep(nn.Module):
+    """`net.sequence` as a module's forward: the output layer's [T, B, K] sequence.
+
+    Training calls this module, not `net.sequence`, so DistributedDataParallel (which syncs
+    gradients in its forward) can wrap it.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.sequence(x)
+
+
 class TET(SGBPTT):
     key, Params = "tet", TETParams
 
-    def build(self, arch, info) -> nn.Module:
-        net = super().build(arch, info)
-        # keep the per-step outputs of the layer that ends `sequence`, so training can call the
-        # model itself (through DistributedDataParallel, whose forward syncs gradients)
-        last = net.output_neuron if net.output_neuron is not None else net.fc
-        last.register_forward_hook(self._keep)
-        self._seq: Tensor | None = None
-        return net
-
-    def _keep(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
-        if module.training:
-            self._seq = output
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return PerStep(model)
 
     def train_outputs(self, model: nn.Module, x: Tensor) -> Tensor:
-        model(x)
-        seq, self._seq = self._seq, None
-        return seq  # [T, B, K]
+        return model(x)  # [T, B, K]
 
     def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
         return tet_loss(outputs, y, self.p.lam, self.p.phi)

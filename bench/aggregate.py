@@ -20,10 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+from dsr import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "workflow" / "scripts"))
 import aggregate  # noqa: E402
 
+from dsr.config import PJ_PER_AC, PJ_PER_MAC  # noqa: E402
 from dsr.results import SCHEMA_VERSION, validate  # noqa: E402
 
 METHODS = ["dsr-if", "dsr-lif", "ann", "sg-bptt", "tet", "plif", "conversion", "qcfs"]
@@ -54,7 +56,8 @@ def synthetic_metrics(method: str, dataset: str, arch: str, T: int, seed: int, e
         "firing_rate": {"per_layer": per_layer, "layer_names": [f"n{i}" for i in range(LAYERS)],
                         "total": sum(per_layer) / LAYERS, "per_epoch_total": [0.1] * epochs},
         "synops": {"per_layer": [], "total_ac": ac, "total_mac": mac,
-                   "energy_pj": 0.9 * ac + 4.6 * mac, "pj_per_ac": 0.9, "pj_per_mac": 4.6},
+                   "energy_pj": PJ_PER_AC * ac + PJ_PER_MAC * mac, "pj_per_ac": PJ_PER_AC,
+                   "pj_per_mac": PJ_PER_MAC},
         "latency": {"time_steps": T, "ms_per_sample": None, "device": "cpu"},
         "cost": {"seconds_per_epoch": [rng.uniform(10, 60) * T] * epochs,
                  "peak_memory_bytes": int(rng.uniform(1e9, 4e9)),
@@ -104,7 +107,7 @@ def time_aggregation(files: int) -> float:
         cells, experiments = synthetic_grid(Path(tmp) / "results", files)
         outputs = outputs_for(Path(tmp) / "tables")
         start = time.perf_counter()
-        published = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
+        published = aggregate.load_published(REPO_ROOT / "paper_tables" / "published.csv")
         col = aggregate.collect(cells, experiments, strict=True)
         written, _ = aggregate.render_tables("bench", cells, experiments, outputs, col, published)
         aggregate.write_all(written)
@@ -120,7 +123,7 @@ def time_dry_run() -> tuple[float, int]:
                "rules", "--configfile", "config/paper.yaml", "--config",
                f"results_dir={tmp}/results", f"tables_dir={tmp}/tables"]
         start = time.perf_counter()
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - start
     jobs = re.search(r"^train\s+(\d+)$", out.stdout + out.stderr, re.M)
     return seconds, int(jobs.group(1)) if jobs else -1

@@ -111,16 +111,15 @@ def _trajectory(argv: list[str], dtype) -> dict:
     epoch's test accuracy."""
     import torch
 
-    import baselines
     from dsr import data as dsr_data
     from dsr import run
     from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
 
-    cfg, plugins = run.resolve(run.parser().parse_args(argv))
+    cfg, method_cls = run.resolve(run.parser().parse_args(argv))
     t = cfg.train
     torch.manual_seed(cfg.seed)
     data = _Cast(dsr_data.load(cfg.dataset, t.data_root), dtype)
-    method = baselines.get(cfg.method, plugins)(cfg)
+    method = method_cls(cfg)
     model = method.build(cfg.arch, data.info).to(dtype)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
     opt = make_optimizer(model, cfg)

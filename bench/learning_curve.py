@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-import baselines
 from dsr import data as dsr_data
 from dsr import run
 from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
@@ -29,11 +28,11 @@ from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
 
 def losses_per_step(argv: list[str]) -> tuple[list[float], float]:
     """One epoch of `python -m dsr.run argv` through the harness: each step's loss, seconds."""
-    cfg, plugins = run.resolve(run.parser().parse_args(argv))
+    cfg, method_cls = run.resolve(run.parser().parse_args(argv))
     t = cfg.train
     torch.manual_seed(cfg.seed)
     data = dsr_data.load(cfg.dataset, t.data_root, train_subset=t.train_subset)
-    method = baselines.get(cfg.method, plugins)(cfg)
+    method = method_cls(cfg)
     model = method.build(cfg.arch, data.info)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
     opt = make_optimizer(model, cfg)

@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-import baselines
+from dsr import registry
 from dsr.config import RunConfig, train_config
 from dsr.data import REPO_ROOT, ensure_cifar10_jpeg, load, shared_data_root
 
@@ -25,11 +25,11 @@ ARCH = "preact_resnet20"
 
 def probe(key: str, T: int, pool_neuron: bool, batches: list) -> tuple[float, float, float]:
     """(logit std, zero fraction of FC inputs, stem gradient norm), averaged over batches."""
-    cls = baselines.get(key)
+    cls = registry.get(key)
     cfg = RunConfig(key, "cifar10", ARCH, T, 0, cls.modes[0], train_config("cifar10", T, {}),
                     cls.default_params(T, "cifar10"))
-    method = cls(cfg)
-    method.pool_neuron = pool_neuron  # the instance attribute shadows the class's choice
+    variant = type(cls.__name__, (cls,), {"pool_neuron": pool_neuron})  # same method, that head
+    method = variant(cfg)
     torch.manual_seed(0)
     net = method.build(ARCH, load("cifar10", REPO_ROOT / "data" / "cifar10").info).train()
     fc_in: list[torch.Tensor] = []
@@ -37,7 +37,7 @@ def probe(key: str, T: int, pool_neuron: bool, batches: list) -> tuple[float, fl
     std = zero = grad = 0.0
     for x, y in batches:
         net.zero_grad()
-        out = method.train_outputs(net, x)
+        out = method.train_outputs(method.training_module(net), x)
         method.loss(out, y).backward()
         logits = (out.mean(0) if out.dim() == 3 else out).detach()
         std += float(logits.std()) / len(batches)

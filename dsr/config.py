@@ -33,6 +33,11 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# energy per operation, 45 nm (Horowitz, ISSCC 2014): 32-bit float add (AC), multiply + add (MAC);
+# the defaults of TrainConfig's pj_per_ac and pj_per_mac
+PJ_PER_AC = 0.9
+PJ_PER_MAC = 4.6
+
 # TrainConfig fields that do not change what a run computes
 NOT_IDENTITY = ("data_root", "download", "device", "latency_batches", "fail_at_epoch")
 
@@ -65,8 +70,8 @@ class TrainConfig:
     stem: str = "cifar"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     latency_batches: int = 5  # timed batches for inference latency
-    pj_per_ac: float = 0.9  # energy per accumulate, 45 nm (Horowitz 2014)
-    pj_per_mac: float = 4.6  # energy per multiply-accumulate, 45 nm
+    pj_per_ac: float = PJ_PER_AC  # energy per accumulate
+    pj_per_mac: float = PJ_PER_MAC  # energy per multiply-accumulate
     fail_at_epoch: int | None = None  # raise after this epoch's checkpoint (tests retries)
 
     def __post_init__(self) -> None:
@@ -79,6 +84,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("pj_per_ac", "pj_per_mac"):  # used only after the last epoch: check now
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be a finite energy >= 0 (picojoules), got "
+                                  f"{getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         for name in ("warmup_iters", "latency_batches", "frames", "base_width", "fail_at_epoch"):
@@ -135,8 +144,18 @@ class RunConfig:
 _KINDS = {bool: "true or false", int: "an integer", float: "a number"}
 
 
+def format_value(value: Any) -> str:
+    """A config value (a YAML scalar) as `--set` text; `parse_value` reads it back."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def parse_value(key: str, raw: str, typ: Any) -> Any:
-    """Parse `raw` for a field annotated `typ` (int, float, bool, str, optional variants)."""
+    """Parse `--set` text `raw` for a field annotated `typ` (int, float, bool, str, optional
+    variants); the inverse of `format_value`."""
     args = get_args(typ)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), typ)
@@ -152,10 +171,14 @@ def parse_value(key: str, raw: str, typ: Any) -> Any:
         if base is int:
             return int(raw)
         if base is float:
-            return float(raw)
+            value = float(raw)
     except ValueError:
         raise ConfigError(f"--set {key}={raw}: expected {_KINDS[base]}"
                           f"{' or none' if optional else ''}") from None
+    if base is float:
+        if not math.isfinite(value):  # no hyperparameter here is meant to be inf or nan
+            raise ConfigError(f"--set {key}={raw}: expected a finite number")
+        return value
     return raw
 
 

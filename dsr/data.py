@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsr import REPO_ROOT
 from dsr import datasets as registry
 from dsr.config import DATASET_DEFAULTS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_FORMAT = 1  # bump when the cache content changes meaning
 SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
 DIGITS_SPLIT_SEED = 0

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines._snn import activation_percentiles, calibration_batches
 from dsr import models
+from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
 from dsr.layers import FastForward
 from dsr.neuron import IFNeuron, LIFNeuron
@@ -60,15 +60,10 @@ class Method:
 
     def build(self, arch: str, info: DataInfo) -> nn.Module:
         t = self.cfg.train
-        kw: dict[str, Any] = dict(num_classes=info.num_classes, in_channels=info.in_channels,
-                                  dropout=t.dropout, output_neuron=self.output_neuron)
-        if t.base_width is not None:
-            kw["base_width"] = t.base_width
-        if arch.startswith("preact_resnet"):
-            kw["stem"], kw["pool_neuron"] = t.stem, self.pool_neuron
-        if arch == "vgg11":
-            kw["input_size"] = info.image_size
-        return models.create(arch, self.neuron_factory(), **kw)
+        return models.create(arch, self.neuron_factory(), num_classes=info.num_classes,
+                             in_channels=info.in_channels, input_size=info.image_size,
+                             base_width=t.base_width, dropout=t.dropout, stem=t.stem,
+                             output_neuron=self.output_neuron, pool_neuron=self.pool_neuron)
 
     def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
         """Before training (e.g. ANN pre-training); `trainer.fit(model, method, epochs)` helps."""
@@ -154,8 +149,9 @@ class _ANNTwin(Method):
 
     key, spiking = "ann-twin", False
 
-    def __init__(self, cfg: RunConfig):  # no Params of its own: the DSR run's are not its
-        self.cfg, self.T, self.p = cfg, cfg.time_steps, NoParams()
+    def __init__(self, cfg: RunConfig):
+        # no Params of its own: cfg.params are the DSR run's, not the twin's
+        super().__init__(dataclasses.replace(cfg, params={}))
 
     def neuron_factory(self) -> models.NeuronFactory:
         return models.ReLU

@@ -7,7 +7,8 @@ SynOps (spec section 9), per test sample and per synaptic layer (Conv1d/2d/3d, L
 over time steps: a spike-fed layer costs ACs = sum over arriving spikes of their fan-out, one AC
 per spike whatever its amplitude (folded into the weights); an analog-fed layer costs MACs =
 fvcore's count, out.numel() * C_in/groups * prod(kernel) per evaluation. Bias adds are not
-counted (as fvcore and NeuroBench). Energy (45 nm): 0.9 pJ per AC, 4.6 pJ per MAC.
+counted (as fvcore and NeuroBench). Energy: the run's pj_per_ac and pj_per_mac (defaults, 45 nm:
+dsr.config.PJ_PER_AC and PJ_PER_MAC).
 """
 
 from __future__ import annotations
@@ -18,18 +19,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-if TYPE_CHECKING:
-    pass
-
-PJ_PER_AC = 0.9  # 45 nm, 32-bit float add (Horowitz, ISSCC 2014)
-PJ_PER_MAC = 4.6  # 45 nm, 32-bit float multiply + add
+from dsr.config import PJ_PER_AC, PJ_PER_MAC
 
 
 class SpikeCounter:

@@ -9,11 +9,13 @@
 A `neuron` factory returns a module [T, B, ...] -> [T, B, ...]; with `nn.ReLU`-like factories the
 same code builds the ANN twin (same parameter names, so ANN weights load into the SNN).
 Static images enter as [B, C, H, W]: the first layer runs once and the first neuron repeats its
-constant current over T steps. Event data enters as [T, B, C, H, W].
+constant current over T steps (`steps`, for neurons that need all T inputs). Event data enters
+as [T, B, C, H, W].
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -65,6 +67,15 @@ def tag(module: nn.Module) -> nn.Module:
     """Mark a factory's module as a neuron layer (for metrics, Fig. S1 and the readout)."""
     module.is_neuron_layer = True
     return module
+
+
+def steps(x: Tensor, T: int, who: str) -> Tensor:
+    """x [1 or T, B, ...] -> [T, B, ...]: a time length of 1 is a constant input over T steps."""
+    if x.shape[0] == 1:
+        return x.expand(T, *x.shape[1:])
+    if x.shape[0] != T:
+        raise ValueError(f"{who} expects {T} time steps (or 1), got {x.shape[0]}")
+    return x
 
 
 class PreActBlock(nn.Module):
@@ -179,43 +190,66 @@ VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
 def _resnet_cifar(n: int) -> Callable[..., SpikingNet]:
-    def build(neuron: NeuronFactory, base_width: int = 16, **kw) -> SpikingNet:
-        return PreActResNet([n] * 3, [base_width, 2 * base_width, 4 * base_width], neuron, **kw)
+    def build(neuron: NeuronFactory, base_width: int | None = None, **kw) -> SpikingNet:
+        w = 16 if base_width is None else base_width
+        return PreActResNet([n] * 3, [w, 2 * w, 4 * w], neuron, **kw)
 
     return build
 
 
-def _resnet18(neuron: NeuronFactory, base_width: int = 64, **kw) -> SpikingNet:
-    return PreActResNet([2, 2, 2, 2], [base_width * m for m in (1, 2, 4, 8)], neuron, **kw)
+def _resnet18(neuron: NeuronFactory, base_width: int | None = None, **kw) -> SpikingNet:
+    w = 64 if base_width is None else base_width
+    return PreActResNet([2, 2, 2, 2], [w * m for m in (1, 2, 4, 8)], neuron, **kw)
 
 
-def _vgg11(neuron: NeuronFactory, base_width: int = 64, **kw) -> SpikingNet:
-    cfg = [c if c == "M" else int(c) * base_width // 64 for c in VGG11]
-    return VGG(cfg, neuron, **kw)
+def _vgg11(neuron: NeuronFactory, base_width: int | None = None, **kw) -> SpikingNet:
+    w = 64 if base_width is None else base_width
+    return VGG([c if c == "M" else int(c) * w // 64 for c in VGG11], neuron, **kw)
 
 
-_REGISTRY: dict[str, Callable[..., SpikingNet]] = {
-    "preact_resnet8": _resnet_cifar(1),
-    "preact_resnet18": _resnet18,
-    "preact_resnet20": _resnet_cifar(3),
-    "preact_resnet32": _resnet_cifar(5),
-    "preact_resnet44": _resnet_cifar(7),
-    "preact_resnet56": _resnet_cifar(9),
-    "preact_resnet110": _resnet_cifar(18),
-    "vgg11": _vgg11,
+# name -> (the class the builder makes, the builder); base_width None: the architecture's own
+_REGISTRY: dict[str, tuple[type[SpikingNet], Callable[..., SpikingNet]]] = {
+    "preact_resnet8": (PreActResNet, _resnet_cifar(1)),
+    "preact_resnet18": (PreActResNet, _resnet18),
+    "preact_resnet20": (PreActResNet, _resnet_cifar(3)),
+    "preact_resnet32": (PreActResNet, _resnet_cifar(5)),
+    "preact_resnet44": (PreActResNet, _resnet_cifar(7)),
+    "preact_resnet56": (PreActResNet, _resnet_cifar(9)),
+    "preact_resnet110": (PreActResNet, _resnet_cifar(18)),
+    "vgg11": (VGG, _vgg11),
 }
+
+
+def _options(cls: type[SpikingNet]) -> frozenset[str]:
+    """The keyword options architecture class `cls` understands (its defaulted arguments)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return frozenset(p.name for p in params if p.default is not inspect.Parameter.empty)
+
+
+OPTIONS = frozenset({"base_width"}).union(*(_options(cls) for cls, _ in _REGISTRY.values()))
 
 
 def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, neuron: NeuronFactory, **kwargs) -> SpikingNet:
-    """Build architecture `name` with layers from `neuron()`; kwargs: num_classes, in_channels,
-    base_width, dropout, output_neuron, stem and pool_neuron (ResNets), input_size (VGG)."""
+def create(name: str, neuron: NeuronFactory, **options) -> SpikingNet:
+    """Build architecture `name` with layers from `neuron()`.
+
+    `options` may name any of OPTIONS (num_classes, in_channels, base_width, dropout,
+    output_neuron, stem, pool_neuron, input_size); each architecture takes the ones it understands
+    (stem and pool_neuron: ResNets; input_size: VGG) and ignores the rest, so a caller passes
+    everything it knows without asking which architecture it builds.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(names())}")
-    return _REGISTRY[name](neuron, **kwargs)
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown architecture option(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(sorted(OPTIONS))}")
+    cls, build = _REGISTRY[name]
+    own = _options(cls) | {"base_width"}
+    return build(neuron, **{k: v for k, v in options.items() if k in own})
 
 
 class ReLU(nn.Module):

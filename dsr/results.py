@@ -16,8 +16,9 @@ from typing import Any
 
 import jsonschema
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = ROOT / "workflow" / "schemas" / "metrics.schema.json"
+from dsr import REPO_ROOT
+
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "metrics.schema.json"
 SCHEMA_VERSION = 1
 
 

@@ -14,9 +14,9 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import baselines
-from dsr import datasets, models
+from dsr import datasets, models, registry
 from dsr.config import (
     MODES,
     ConfigError,
@@ -26,6 +26,9 @@ from dsr.config import (
     split_overrides,
     train_config,
 )
+
+if TYPE_CHECKING:
+    from dsr.method import Method
 
 
 def positive_int(text: str) -> int:
@@ -77,12 +80,13 @@ def plugin_targets(flag: str, pairs: list[str]) -> dict[str, str]:
     return split_overrides(pairs)
 
 
-def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
-    """Command-line arguments -> one frozen RunConfig (+ method plugins); raises ConfigError."""
+def resolve(args: argparse.Namespace) -> tuple[RunConfig, type[Method]]:
+    """Command-line arguments -> one frozen RunConfig and the method class it runs; raises
+    ConfigError, UnknownMethod or UnknownDataset."""
     plugins = plugin_targets("--plugin", args.plugin)
     dataset_defaults = datasets.defaults(args.dataset,
                                          plugin_targets("--dataset-plugin", args.dataset_plugin))
-    method_cls = baselines.get(args.method, plugins)
+    method_cls = registry.get(args.method, plugins)
     arch = args.arch or dataset_defaults.get("arch")
     if arch is None:
         raise ConfigError(f"dataset {args.dataset!r} declares no default arch; pass --arch")
@@ -112,7 +116,7 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, dict[str, str]]:
     cfg = RunConfig(method=args.method, dataset=args.dataset, arch=arch,
                     time_steps=args.time_steps, seed=args.seed, mode=mode, train=train,
                     params=params)
-    return cfg, plugins
+    return cfg, method_cls
 
 
 def check_out(out: Path) -> None:
@@ -135,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     from dsr.train import TrainingError, run
 
     try:
-        cfg, plugins = resolve(args)
+        cfg, method_cls = resolve(args)
         check_out(args.out)
-        run(cfg, args.out, plugins, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        run(cfg, method_cls, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True),
             dataset_plugins=plugin_targets("--dataset-plugin", args.dataset_plugin))
-    except (ConfigError, baselines.UnknownMethod, datasets.UnknownDataset, DataError, ResultError,
+    except (ConfigError, registry.UnknownMethod, datasets.UnknownDataset, DataError, ResultError,
             TrainingError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always
         return 2

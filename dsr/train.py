@@ -28,12 +28,12 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
-import baselines
+from dsr import REPO_ROOT
 from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.config import RunConfig
 from dsr.method import Method
-from dsr.results import ROOT, SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
+from dsr.results import SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
 
 PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
@@ -105,7 +105,7 @@ class Start:
 def started() -> Start:
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                                   timeout=10, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
@@ -242,10 +242,11 @@ def finite_state(model: nn.Module) -> bool:
     return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
 
 
-def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=print,
+def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
         dataset_plugins: dict[str, str] | None = None) -> dict:
-    """Train and evaluate one configuration; write `out` (metrics.json) atomically at the end.
-    plugins and dataset_plugins register out-of-tree methods and datasets ({key: module:Class})."""
+    """Train and evaluate one configuration with `method_cls` (as `dsr.run.resolve` returns
+    them); write `out` (metrics.json) atomically at the end. dataset_plugins registers
+    out-of-tree datasets ({key: module:Class})."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
@@ -257,7 +258,7 @@ def run(cfg: RunConfig, out: Path, plugins: dict[str, str] | None = None, log=pr
                          train_subset=t.train_subset, test_subset=t.test_subset,
                          dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
                          plugins=dataset_plugins)
-    method: Method = baselines.get(cfg.method, plugins)(cfg)
+    method: Method = method_cls(cfg)
     model = method.build(cfg.arch, data.info).to(device)
     trainer = Trainer(cfg, method, data, device, dist, log)
 

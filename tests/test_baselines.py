@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-import baselines
-from baselines._snn import ConversionIF, activation_percentiles, calibration_batches, convert
+from baselines._snn import ConversionIF, convert
 from baselines.qcfs import ClipFloorShift
 from baselines.tet import tet_loss
 from dsr import data as dsr_data
-from dsr import models
+from dsr import models, registry
+from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.results import read_metrics
 from dsr.run import main, parser, resolve
 from dsr.train import Dist, Trainer
@@ -41,14 +41,14 @@ def settings(key: str) -> list[str]:
 
 
 def time_steps(key: str) -> int:
-    return CONVERSION_T if baselines.get(key).category == "ANN-to-SNN conversion" else 4
+    return CONVERSION_T if registry.get(key).category == "ANN-to-SNN conversion" else 4
 
 
 def make_run(argv: list[str]):
     """(cfg, method, data, trainer) for an in-process run described by CLI arguments."""
-    cfg, plugins = resolve(parser().parse_args([*argv, "--out", "unused.json"]))
+    cfg, method_cls = resolve(parser().parse_args([*argv, "--out", "unused.json"]))
     data = dsr_data.load(cfg.dataset, None)
-    method = baselines.get(cfg.method, plugins)(cfg)
+    method = method_cls(cfg)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda msg: None)
     return cfg, method, data, trainer
 
@@ -56,7 +56,7 @@ def make_run(argv: list[str]):
 # ---- every method through the CLI -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", sorted(baselines.METHODS))
+@pytest.mark.parametrize("key", sorted(registry.METHODS))
 def test_every_method_trains_on_digits(key, tmp_path):
     out = tmp_path / key / "metrics.json"
     rc = main(["--method", key, "--time-steps", str(time_steps(key)), "--epochs", "3", *SMALL,
@@ -64,10 +64,10 @@ def test_every_method_trains_on_digits(key, tmp_path):
     assert rc == 0
     m = read_metrics(out)  # validates against the schema
     assert m["method"] == key
-    assert m["category"] == baselines.get(key).category
+    assert m["category"] == registry.get(key).category
     assert m["accuracy"]["best"] >= CHANCE + MARGIN, m["accuracy"]["per_epoch"]
     rate = m["firing_rate"]["total"]
-    if baselines.get(key).spiking:
+    if registry.get(key).spiking:
         assert 0 < rate < 1 and len(m["firing_rate"]["layer_names"]) > 0
     else:
         assert rate is None
@@ -92,7 +92,7 @@ def test_converted_accuracy_rises_towards_ann(key):
     ann_acc = correct / seen
     accs = []
     for T in (2, 8, 32):
-        at_T = baselines.get(key)(dataclasses.replace(cfg, time_steps=T))
+        at_T = registry.get(key)(dataclasses.replace(cfg, time_steps=T))
         accs.append(trainer.evaluate(ann, at_T).accuracy)
     assert ann_acc > 0.8  # a real classifier to convert
     assert all(b >= a - 0.02 for a, b in itertools.pairwise(accs)), (accs, ann_acc)
@@ -222,7 +222,7 @@ def test_plif_time_constant_is_trained(gen):
     taus = [p for n, p in net.named_parameters() if n.endswith("node.w")]
     assert len(taus) == len(net.neurons())
     x, y = next(iter(data.batches("train", 32, epoch=0, seed=0, device="cpu")))
-    method.loss(method.train_outputs(net, x), y).backward()
+    method.loss(method.train_outputs(method.training_module(net), x), y).backward()
     assert any(float(w.grad.abs()) > 0 for w in taus)
 
 
@@ -239,7 +239,9 @@ def test_tet_trains_on_per_step_outputs():
     cfg, method, data, _ = make_run(["--method", "tet", "--time-steps", "3", *SMALL])
     net = method.build(cfg.arch, data.info).train()
     x, _ = next(iter(data.batches("train", 32, epoch=0, seed=0, device="cpu")))
-    seq = method.train_outputs(net, x)  # through the model's forward (as DDP needs)
+    module = method.training_module(net)  # what DDP wraps: its forward is the sequence
+    assert set(module.parameters()) == set(net.parameters())
+    seq = method.train_outputs(module, x)
     assert seq.shape == (3, 32, 10) and seq.requires_grad
     assert torch.allclose(seq, net.sequence(x))
 
@@ -306,7 +308,7 @@ def test_out_of_tree_plugin_runs_through_the_cli(tmp_path, monkeypatch):
     assert m["method"] == key and m["neuron"] == "ReLU6"
     assert m["config"]["params"] == {"top": 3.0}
     assert m["accuracy"]["best"] >= CHANCE + MARGIN
-    assert key not in baselines.METHODS  # registered for that run only
+    assert key not in registry.METHODS  # registered for that run only
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -27,6 +27,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dsr import REPO_ROOT as ROOT
 from dsr import models
 from dsr.config import RunConfig, TrainConfig
 from dsr.layers import FastForward, conv, fast_forward, flatten, linear
@@ -37,7 +38,6 @@ from dsr.neuron import IFNeuron
 WORLD = 2
 GLOBAL_BATCH = 8
 T = 3
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---- model level: preact_resnet8, BN in eval mode ----------------------------------------------

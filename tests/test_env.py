@@ -1,12 +1,11 @@
 """The pip lock and environment.yml name the same direct dependencies at compatible versions."""
 
-from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parent.parent
+from dsr import REPO_ROOT as ROOT
 
 
 def _requirements(lines: list[str]) -> dict[str, Requirement]:

@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dsr import REPO_ROOT, models
 from dsr import metrics as M
-from dsr import models
 from dsr.layers import SeqWrap, TBatchNorm, flatten, linear
 from dsr.neuron import IFNeuron, LIFNeuron
-from dsr.results import ROOT
 from dsr.train import Dist, Trainer
 
 
@@ -346,7 +345,7 @@ def test_synops_averages_over_the_whole_test_set_and_fits_the_schema(gen):
     assert rep["total_ac"] == pytest.approx(whole["total_ac"], rel=1e-12)
     assert rep["total_mac"] == whole["total_mac"]
     assert rep["energy_pj"] == pytest.approx(rep["total_ac"] + 2 * rep["total_mac"])
-    schema = json.loads((ROOT / "workflow/schemas/metrics.schema.json").read_text())
+    schema = json.loads((REPO_ROOT / "workflow/schemas/metrics.schema.json").read_text())
     jsonschema.validate(json.loads(json.dumps(rep)), schema["properties"]["synops"])
 
 

@@ -519,6 +519,18 @@ def test_unknown_architecture_names_the_valid_ones() -> None:
     assert all(name in str(err.value) for name in models.names())
 
 
+def test_each_architecture_takes_the_options_it_understands() -> None:
+    every = dict(num_classes=7, in_channels=2, input_size=32, base_width=8, dropout=0.0,
+                 stem="imagenet", output_neuron=False, pool_neuron=False)
+    vgg = models.create("vgg11", models.ReLU, **every)  # ignores stem and pool_neuron
+    assert vgg(torch.zeros(3, 2, 32, 32)).shape == (3, 7) and vgg.output_neuron is None
+    resnet = models.create("preact_resnet8", models.ReLU, **every)  # ignores input_size
+    assert isinstance(resnet.n_pool, nn.Identity) and len(resnet.stem) == 2  # 7x7/2 conv + pool
+    assert resnet.stem[0].module.out_channels == 8
+    with pytest.raises(ValueError, match="unknown architecture option.*input_sise"):
+        models.create("vgg11", models.ReLU, input_sise=16)
+
+
 def test_phase_errors() -> None:
     model = MLP(lambda: IFNeuron(T)).train()
     with pytest.raises(ValueError, match="phase must be one of"):

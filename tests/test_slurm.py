@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsr import REPO_ROOT as REPO
+
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm-ci"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

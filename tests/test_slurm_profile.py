@@ -17,7 +17,8 @@ import yaml
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-REPO = Path(__file__).resolve().parents[1]
+from dsr import REPO_ROOT as REPO
+
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
 

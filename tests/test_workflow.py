@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import baselines
 from bench.aggregate import synthetic_metrics
+from dsr import REPO_ROOT as ROOT
+from dsr import registry
 
-ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import aggregate  # noqa: E402
@@ -96,7 +96,7 @@ def test_paper_grid_plans_every_training_job(tmp_path: Path) -> None:
 def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     exp, vth = cfg["experiments"]
-    assert set(exp["methods"]) == set(baselines.METHODS)
+    assert set(exp["methods"]) == set(registry.METHODS)
     assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 2
     assert vth["per_method"]["dsr-if"]["sweep"] == {"v_th": [1, 2, 4, 6]}
     assert grid_size(cfg) == DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS
@@ -469,7 +469,7 @@ def test_default_grid_reproduces_within_ten_minutes(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     tables = tmp_path / "tables" / "default"
     md = (tables / "digits.md").read_text()
-    for method in baselines.METHODS:
+    for method in registry.METHODS:
         assert aggregate.display(method) in md
     assert "0/2" not in md and "1/2" not in md
     assert len(list((tables / "figures").glob("*.png"))) == 4

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from dsr import REPO_ROOT as REPO
+
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 

@@ -18,9 +18,9 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import baselines` works
-import baselines  # noqa: E402  (light: the method registry, no torch)
-from dsr.config import DATASET_DEFAULTS, ConfigError  # noqa: E402
+sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import dsr` works
+from dsr import registry  # noqa: E402  (light: the method registry, no torch)
+from dsr.config import DATASET_DEFAULTS, ConfigError, format_value  # noqa: E402
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 REPORT = f"{workflow.basedir}/workflow/report"
@@ -55,15 +55,6 @@ def check_config(cfg: dict) -> dict:
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ConfigError(f"config: {where}: {err.message} (see {SCHEMA})") from None
     return cfg
-
-
-def cli_value(value) -> str:
-    """A YAML scalar as the trainer's --set parser reads it."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -114,7 +105,7 @@ class Grid:
         self.runs: dict[str, Run] = {}
         self.resources: dict[str, dict] = {}
         self.cells: list[dict] = []
-        registered = set(baselines.METHODS) | set(cfg["plugins"])
+        registered = set(registry.METHODS) | set(cfg["plugins"])
         names = [e["name"] for e in cfg["experiments"]]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -136,7 +127,7 @@ class Grid:
             if method not in registered:
                 raise ConfigError(
                     f"{where} names method {method!r}, which is not registered; registered: "
-                    f"{', '.join(sorted(registered))}; add it to baselines/__init__.py METHODS "
+                    f"{', '.join(sorted(registered))}; add it to METHODS in dsr/registry.py "
                     f"or map it under plugins: ({method}: module:Class)")
         for field in ("per_method", "firing_rates"):
             stray = sorted(set(exp.get(field) or ()) - set(exp["methods"]))
@@ -153,7 +144,7 @@ class Grid:
                                   "method (one figure axis), or add a second experiment")
             (param,) = sweep
             bad = [v for v in sweep[param]
-                   if not re.fullmatch(r"[A-Za-z0-9._+-]+", cli_value(v))]
+                   if not re.fullmatch(r"[A-Za-z0-9._+-]+", format_value(v))]
             if bad:
                 raise ConfigError(f"{where}: per_method.{method}.sweep.{param} value {bad[0]!r} "
                                   "cannot be a path segment; use numbers or plain words")
@@ -177,9 +168,10 @@ class Grid:
                 # no sweep: one variant, None; a sweep: one run per value, path and row
                 variants = [(None, sets)]
                 for param, values in (per.get("sweep") or {}).items():
-                    variants = [(f"{param}={cli_value(v)}", {**sets, param: v}) for v in values]
+                    variants = [(f"{param}={format_value(v)}", {**sets, param: v})
+                                for v in values]
                 for variant, values in variants:
-                    overrides = tuple(sorted((k, cli_value(v)) for k, v in values.items()))
+                    overrides = tuple(sorted((k, format_value(v)) for k, v in values.items()))
                     for T in per.get("time_steps", exp["time_steps"]):
                         for seed in per.get("seeds", exp["seeds"]):
                             runs.append(Run(exp["dataset"], arch, method, T, seed,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dsr.config import NOT_IDENTITY  # noqa: E402
+from dsr.config import NOT_IDENTITY, ConfigError, parse_value  # noqa: E402
 from dsr.results import (  # noqa: E402
     ResultError,
     atomic_write_text,
@@ -74,18 +74,17 @@ def read(path: str | Path) -> dict:
 
 
 def _same(recorded, raw: str) -> bool:
-    """Does a value recorded in metrics.json equal the --set text the config passes?"""
-    if recorded is None:
-        return raw.lower() in ("none", "null", "")
-    if isinstance(recorded, bool):
-        return raw.lower() in (("1", "true", "yes", "on") if recorded else ("0", "false", "no",
-                                                                             "off"))
-    if isinstance(recorded, int | float):
-        try:
-            return math.isclose(float(raw), float(recorded), rel_tol=1e-9)
-        except ValueError:
-            return False
-    return str(recorded) == raw
+    """Does a value recorded in metrics.json equal the --set text the config passes (read as
+    the trainer reads it, with the recorded value's type)?"""
+    numeric = isinstance(recorded, int | float) and not isinstance(recorded, bool)
+    kind = float if numeric else str if recorded is None else type(recorded)
+    try:
+        value = parse_value("", raw, kind | None)
+    except ConfigError:
+        return False
+    if numeric and value is not None:
+        return math.isclose(value, float(recorded), rel_tol=1e-9)
+    return value == recorded
 
 
 def stale_reason(metrics: dict, cell: dict) -> str | None:

@@ -1,0 +1,54 @@
+"""Method registry: key -> "module:Class", imported lazily. One key everywhere (file, config,
+results path, table row). Out-of-tree methods join through `plugins` ({key: "module:Class"}),
+which the CLI takes as `--plugin key=module:Class` and the workflow from its config.
+
+Importing this module imports no torch (the workflow reads `METHODS` while it plans the grid);
+`get` imports the method's module, and with it torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+METHODS: dict[str, str] = {
+    "dsr-if": "dsr.method:DSRIF",
+    "dsr-lif": "dsr.method:DSRLIF",
+    "ann": "baselines.ann:ANN",
+    "sg-bptt": "baselines.sg_bptt:SGBPTT",
+    "tet": "baselines.tet:TET",
+    "plif": "baselines.plif:PLIF",
+    "conversion": "baselines.conversion:Conversion",
+    "qcfs": "baselines.qcfs:QCFS",
+}
+
+
+class UnknownMethod(ValueError):
+    pass
+
+
+def names(plugins: dict[str, str] | None = None) -> list[str]:
+    return sorted({**METHODS, **(plugins or {})})
+
+
+def get(key: str, plugins: dict[str, str] | None = None) -> type:
+    """The method class registered as `key` (built-in or plugin), checked to be a `Method`."""
+    table = {**METHODS, **(plugins or {})}
+    if key not in table:
+        raise UnknownMethod(f"unknown method {key!r}; choose one of {', '.join(names(plugins))} "
+                            "or add one with --plugin KEY=module:Class")
+    target = table[key]
+    module_name, _, cls_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except Exception as e:  # any import failure of a user's module: one line, not a traceback
+        raise UnknownMethod(f"method {key!r} points at {target!r}, which does not import ({e}); "
+                            "check the module path and that it is on PYTHONPATH") from None
+    from dsr.method import Method  # torch: only once a method is actually wanted
+
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise UnknownMethod(f"method {key!r} points at {target!r}, which is not a subclass of "
+                            "dsr.method.Method; point it at a method class")
+    if getattr(cls, "key", key) != key:
+        raise UnknownMethod(f"method class {target} declares key {cls.key!r} but is registered "
+                            f"as {key!r}; use one name everywhere")
+    return cls
