@@ -29,12 +29,14 @@ rule figures_from_cache:
     """
     input:
         published=config["published"],
+        claims=GRID.claims()["file"],
     params:
         name=config["name"],
         results=GRID.results,
         cells=GRID.cells,
         experiments=GRID.experiments(),
         outputs=GRID.outputs(),
+        claims=GRID.claims(),
     conda:
         CONDA_ENV
     log:
