@@ -12,6 +12,7 @@ rule figures:
     params:
         experiments=GRID.experiments(),
         outputs=GRID.outputs(),
+        claims=GRID.claims(),
     conda:
         CONDA_ENV
     log:

@@ -54,6 +54,12 @@ def load_claims(path: str | Path) -> list[dict]:
     return claims
 
 
+def firing_band(claims: list[dict]) -> dict | None:
+    """The band claim's bounds (layer_max, total), which Fig. S1 draws; None without one."""
+    band = next((c for c in claims if c["kind"] == "band"), None)
+    return None if band is None else {"layer_max": band["layer_max"], "total": band["total"]}
+
+
 # ---- where a claim's runs are in this configuration ----------------------------------------
 
 
