@@ -187,6 +187,25 @@ def test_claim_without_its_experiment_is_not_run(tmp_path: Path) -> None:
     assert v.verdict == "not run" and "no `cifar10` experiment" in v.reason
 
 
+@pytest.mark.parametrize(("name", "kinds", "cifar10"), [
+    ("config", ["relative", "band"], "digits"),
+    ("reduced", ["relative", "band"], "cifar10_reduced"),
+    ("paper", list(claims.KINDS), "cifar10"),
+])
+def test_each_configuration_says_which_claims_it_judges(name: str, kinds: list,
+                                                        cifar10: str) -> None:
+    """As Snakemake reads them: --configfile merges into config/config.yaml."""
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    update_config(cfg, yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text()))
+    block = cfg["claims"]
+    assert sorted(block["test"]) == sorted(kinds)
+    assert block["experiments"]["cifar10"] == cifar10
+    assert cifar10 in [e["name"] for e in cfg["experiments"]]
+    assert bool(block["not_comparable"]) == (name != "paper")
+
+
 def test_default_grid_writes_a_verdict_for_every_applicable_claim(tmp_path: Path) -> None:
     """config/config.yaml on synthetic metrics of every run: claims.md without training."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
