@@ -108,8 +108,9 @@ def test_relative_claim_is_judged_on_paired_seeds(tmp_path: Path, accs: dict,
     assert v.verdict == expected
     assert "T=8" not in " ".join(v.evidence) and "TET: not in this configuration" in v.evidence
     if len(accs) == 1:
-        assert "one seed: no interval" in v.evidence[-1]
+        assert "one seed: no interval" in v.evidence[-1] and v.reason == "one seed: no interval"
     else:
+        assert v.reason == ("an interval includes 0" if expected == "inconclusive" else "")
         assert "95 % CI [" in v.evidence[-1] and "(3 seeds)" in v.evidence[-1]
 
 

@@ -216,8 +216,9 @@ def judge_relative(claim, sc, cells, col, published) -> Verdict:
     v.verdict = combine(parts)
     if not parts:
         v.reason = "no T of the claim is trained for both methods"
-    elif "inconclusive" in parts and v.verdict == "inconclusive":
-        v.reason = "an interval includes 0 or a comparison has one seed"
+    elif v.verdict == "inconclusive":
+        one_seed = all("one seed" in e for e in v.evidence if " − " in e)
+        v.reason = "one seed: no interval" if one_seed else "an interval includes 0"
     return v
 
 
