@@ -84,11 +84,16 @@ def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt
         ax.set(title=display(arch), xlabel=T_LABEL, ylabel=ACCURACY_LABEL)
         if not snn.empty:
             ax.set_xticks(sorted(snn["T"].unique()))
+    # one legend for all panels, right of them: a method is one colour in every panel
+    unique: dict[str, object] = {}
+    for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+        unique.update(zip(labels, handles, strict=True))
+        if ax.get_legend():
+            ax.get_legend().remove()
     fig.suptitle(title)
     fig.tight_layout()
+    fig.legend(unique.values(), unique.keys(), bbox_to_anchor=(1.0, 0.5), loc="center left")
     return fig
 
 
