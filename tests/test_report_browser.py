@@ -139,20 +139,25 @@ class DevTools:
 def browser(tmp_path_factory):
     """A headless Chromium with remote debugging; yields a function opening a page."""
     profile = tmp_path_factory.mktemp("chromium-profile")
+    with socket.socket() as free:  # a free port for the DevTools endpoint
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    log = open(profile / "chromium.log", "w")  # a file, not a pipe: a full pipe would block it
     proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                             "--remote-debugging-port=0", "--remote-allow-origins=*",
+                             f"--remote-debugging-port={port}", "--remote-allow-origins=*",
                              f"--user-data-dir={profile}", "--window-size=1400,1000",
-                             "about:blank"], stderr=subprocess.PIPE, text=True)
+                             "about:blank"], stdout=log, stderr=log)
     try:
-        port = None
         end = time.monotonic() + 60
-        while port is None and time.monotonic() < end:
-            line = proc.stderr.readline()
-            found = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-            port = found and found.group(1)
-            if not line and proc.poll() is not None:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=5)
                 break
-        assert port, "chromium did not start its DevTools endpoint"
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    pytest.fail("chromium did not start its DevTools endpoint: "
+                                + (profile / "chromium.log").read_text()[-2000:])
+                time.sleep(0.2)
 
         def open_page(url: str, screenshot: Path) -> tuple[dict, list[str]]:
             req = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank",
@@ -174,6 +179,7 @@ def browser(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
 
 
 def test_the_check_flags_a_missing_image_and_a_console_error(browser, tmp_path: Path) -> None:
