@@ -370,12 +370,15 @@ def test_reduced_results_regenerate_from_cache_without_training(tmp_path: Path) 
 def test_published_values_sit_beside_their_cells() -> None:
     published = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
     hit = aggregate.published_for(published, "cifar10", "preact_resnet18", "dsr-lif", 20)
-    assert list(hit["accuracy"]) == [95.40] and list(hit["status"]) == ["recalled"]
+    assert list(hit["accuracy"]) == [95.40] and list(hit["status"]) == ["confirmed-secondary"]
     assert aggregate.published_for(published, "cifar10", "preact_resnet18", "qcfs", 4).empty
     sources = aggregate.Sources()
-    assert aggregate._published_text(hit, sources) == "95.40 ± 0.15 [1]†"
+    assert aggregate._published_text(hit, sources) == "95.40 ± 0.15 [1]‡"
+    lines = aggregate.source_lines(sources)
+    assert lines[0].startswith("[1] DSR (LIF), PreAct-ResNet-18, T = 20: CLIF (ICML 2024)")
+    assert lines[0].endswith("(‡ confirmed-secondary)")
     exp = {"name": "cifar10", "dataset": "cifar10"}
-    cells = [{"experiment": "cifar10", "arch": "preact_resnet18", "method": "dsr-if", "T": 20,
+    cells = [{"experiment": "cifar10", "arch": "preact_resnet18", "method": "dsr-lif", "T": 20,
               "seed": 0}]
     only = aggregate.published_only(exp, cells, published)
     assert "DSR" in set(only["method"])  # the T = 5 row: no T = 5 cell here
@@ -385,9 +388,23 @@ def test_published_values_sit_beside_their_cells() -> None:
 def test_published_csv_errors_name_the_row(tmp_path: Path) -> None:
     bad = tmp_path / "published.csv"
     text = (ROOT / "paper_tables" / "published.csv").read_text()
-    bad.write_text(text.replace(",94.45,,verified,", ",about 94,,verified,"))
+    bad.write_text(text.replace(",94.45,,confirmed-primary,", ",about 94,,confirmed-primary,"))
     with pytest.raises(aggregate.ResultError, match=r"row 2: accuracy 'about 94' is not a"):
         aggregate.load_published(bad)
+    bad.write_text(text.replace(",94.45,,confirmed-primary,", ",94.45,,recalled,"))
+    with pytest.raises(aggregate.ResultError, match=r"row 2: status 'recalled'; use one of"):
+        aggregate.load_published(bad)
+
+
+def test_every_published_row_has_a_known_status_and_a_source() -> None:
+    published = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
+    assert set(published["status"]) <= set(aggregate.STATUS_MARK)
+    assert published["source"].str.strip().str.len().min() > 10
+    # the OTTT number is its VGG-sWS network's (OTTT paper), not a ResNet-18's
+    ottt = published[published["method"] == "OTTT"]
+    assert list(ottt["arch"]) == ["VGG-sWS"] and list(ottt["std"]) == [0.06]
+    legend = aggregate.status_legend()
+    assert all(f"{m} = " in legend for m in aggregate.STATUS_MARK.values() if m)
 
 
 def test_stale_reason_compares_recorded_config() -> None:

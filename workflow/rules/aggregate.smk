@@ -6,6 +6,7 @@ rule tables:
     input:
         metrics=GRID.metrics_files(),
         published=config["published"],
+        claims=GRID.claims()["file"],
     output:
         table_files(GRID),
     params:
@@ -13,6 +14,7 @@ rule tables:
         cells=GRID.cells,
         experiments=GRID.experiments(),
         outputs=GRID.outputs(),
+        claims=GRID.claims(),
     conda:
         CONDA_ENV
     log:

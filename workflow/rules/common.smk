@@ -34,6 +34,7 @@ VARIANT_PATTERN = f"runs/{RUN_VARIANT}"
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
 FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost")
 VARIANT = "[a-z_][a-z0-9_]*=[^/]+"
+CLAIM_KINDS = ["absolute", "relative", "band", "latency", "depth"]
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
@@ -218,6 +219,14 @@ class Grid:
                             if per.get("sweep")}}
                 for e in self.cfg["experiments"]]
 
+    def claims(self) -> dict:
+        """The config's claims block with its defaults: which kinds it judges, key maps."""
+        block = self.cfg.get("claims") or {}
+        return {"file": block.get("file", "paper_tables/claims.yaml"),
+                "test": block.get("test", CLAIM_KINDS),
+                "not_comparable": block.get("not_comparable", ""),
+                "experiments": block.get("experiments", {}), "archs": block.get("archs", {})}
+
     def outputs(self) -> dict:
         """Every file the tables and figures rules write, by experiment and kind."""
         per_exp = {}
@@ -236,13 +245,16 @@ class Grid:
                 entry["figures"]["sweep"] = {ext: f"{figs}_sweep.{ext}" for ext in ("png", "pdf")}
             per_exp[exp["name"]] = entry
         return {"experiments": per_exp, "runs_csv": f"{self.tables}/runs.csv",
-                "missing": f"{self.tables}/MISSING.md"}
+                "missing": f"{self.tables}/MISSING.md",
+                "claims": {ext: f"{self.tables}/claims.{ext}" for ext in ("md", "csv")}}
 
 
 def table_files(grid: Grid) -> list:
     """Outputs of the tables rule; the CSVs are report entries."""
     outs = grid.outputs()
-    files = [outs["runs_csv"], outs["missing"]]
+    # the verdicts come first in the report (its categories are listed in order of appearance)
+    files = [report(outs["claims"]["csv"], caption=f"{REPORT}/claims.rst", category="Claims"),
+             outs["claims"]["md"], outs["runs_csv"], outs["missing"]]
     for name, entry in outs["experiments"].items():
         for kind in ("table", "firing_rates"):
             if kind not in entry:

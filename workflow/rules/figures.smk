@@ -12,6 +12,7 @@ rule figures:
     params:
         experiments=GRID.experiments(),
         outputs=GRID.outputs(),
+        claims=GRID.claims(),
     conda:
         CONDA_ENV
     log:
@@ -29,12 +30,14 @@ rule figures_from_cache:
     """
     input:
         published=config["published"],
+        claims=GRID.claims()["file"],
     params:
         name=config["name"],
         results=GRID.results,
         cells=GRID.cells,
         experiments=GRID.experiments(),
         outputs=GRID.outputs(),
+        claims=GRID.claims(),
     conda:
         CONDA_ENV
     log:

@@ -2,7 +2,7 @@
 
 A cell is (arch, method, T) of one experiment; its accuracy is the mean +- sample std over the
 seeds present, in %. Beside it: every published.csv row that compares with it (same dataset,
-arch and T, method key in `compares_with`), unverified values marked with a dagger. Run by the
+arch and T, method key in `compares_with`), marked by how its source was checked. Run by the
 `tables` rule (every run must exist) and by `figures_from_cache` (what exists is rendered, the
 rest listed). Every input is read and checked before anything is written, and each file is
 replaced atomically, so a corrupt metrics file leaves the previous tables as they were.
@@ -51,6 +51,20 @@ PUBLISHED_COLUMNS = ["table", "dataset", "arch", "method", "compares_with", "cat
                      "time_steps", "accuracy", "std", "status", "source"]
 DAGGER = "†"
 DASH = "–"
+# published.csv `status`: how the value was checked, and its mark beside the number
+STATUS_MARK = {"confirmed-primary": "", "confirmed-secondary": "‡", "not-found": DAGGER,
+               "contradicted": "✗"}
+STATUS_MEANING = {"confirmed-primary": "confirmed in the primary source",
+                  "confirmed-secondary": "confirmed by a later paper that quotes it",
+                  "not-found": "no citable source found yet",
+                  "contradicted": "a source contradicts it"}
+
+
+def status_legend() -> str:
+    """What each published-value mark means, in one sentence."""
+    marks = [f"{m} = {STATUS_MEANING[s]}" for s, m in STATUS_MARK.items() if m]
+    return (f"Published marks: {'; '.join(marks)}; unmarked = "
+            f"{STATUS_MEANING['confirmed-primary']}.")
 
 
 def display(key: str) -> str:
@@ -129,7 +143,8 @@ def run_row(metrics: dict, cell: dict) -> dict:
         "acc_best": 100 * metrics["accuracy"]["best"],
         "acc_final": 100 * metrics["accuracy"]["final"],
         "synops_ac": syn.get("total_ac"), "synops_mac": syn.get("total_mac"),
-        "energy_pj": syn.get("energy_pj"),
+        "energy_pj": syn.get("energy_pj"), "pj_per_ac": syn.get("pj_per_ac"),
+        "pj_per_mac": syn.get("pj_per_mac"),
         "firing_rate": None if rate.get("total") is None else 100 * rate["total"],
         "seconds_per_epoch": _mean(cost.get("seconds_per_epoch") or []),
         "train_seconds": sum(cost.get("seconds_per_epoch") or []),
@@ -141,8 +156,8 @@ def run_row(metrics: dict, cell: dict) -> dict:
 
 RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "variant", "T", "seed", "category",
                "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final", "synops_ac",
-               "synops_mac", "energy_pj", "firing_rate", "seconds_per_epoch", "train_seconds",
-               "peak_memory_mb", "peak_memory_kind", "path"]
+               "synops_mac", "energy_pj", "pj_per_ac", "pj_per_mac", "firing_rate",
+               "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind", "path"]
 LAYER_COLUMNS = ["experiment", "method", "T", "seed", "layer_index", "layer", "rate"]
 
 
@@ -199,7 +214,7 @@ def collect(cells: list[dict], experiments: list[dict], strict: bool) -> Collect
 
 
 def load_published(path: str | Path) -> pd.DataFrame:
-    """published.csv, checked: the columns above, numeric accuracy, one of verified/recalled."""
+    """published.csv, checked: the columns above, numeric accuracy, a known status, a source."""
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError) as e:
@@ -219,8 +234,11 @@ def load_published(path: str | Path) -> pd.DataFrame:
                 float(text)
             except ValueError:
                 raise ResultError(f"{where}: {col} {text!r} is not a number") from None
-        if row["status"] not in ("verified", "recalled"):
-            raise ResultError(f"{where}: status {row['status']!r}; use verified or recalled")
+        if row["status"] not in STATUS_MARK:
+            raise ResultError(f"{where}: status {row['status']!r}; use one of "
+                              f"{', '.join(STATUS_MARK)}")
+        if not row["source"].strip():
+            raise ResultError(f"{where}: no source; name the document the value comes from")
     df["accuracy"] = df["accuracy"].astype(float)
     df["std"] = pd.to_numeric(df["std"].replace("", None))
     df["time_steps"] = pd.to_numeric(df["time_steps"].replace("", None))
@@ -283,9 +301,8 @@ class Sources:
 def _published_text(rows: pd.DataFrame, sources: Sources) -> str:
     parts = []
     for _, row in rows.iterrows():
-        dagger = "" if row["status"] == "verified" else DAGGER
         std = "" if pd.isna(row["std"]) else f" ± {row['std']:.2f}"
-        parts.append(f"{row['accuracy']:.2f}{std} [{sources.ref(row)}]{dagger}")
+        parts.append(f"{row['accuracy']:.2f}{std} [{sources.ref(row)}]{STATUS_MARK[row['status']]}")
     return "; ".join(parts) if parts else DASH
 
 
@@ -382,9 +399,9 @@ def source_lines(sources: Sources) -> list[str]:
     lines = []
     for i, r in enumerate(sources.rows, 1):
         T = "" if pd.isna(r["time_steps"]) else f", T = {int(r['time_steps'])}"
-        mark = "" if r["status"] == "verified" else f" {DAGGER} not verified"
+        mark = STATUS_MARK[r["status"]]
         lines.append(f"[{i}] {r['method']} ({r['neuron']}), {display(r['arch'])}{T}: "
-                     f"{r['source']}{mark}")
+                     f"{r['source']} ({mark + ' ' if mark else ''}{r['status']})")
     return lines
 
 
@@ -398,7 +415,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                  "^": r"\textasciicircum{}"}
-LATEX_SYMBOLS = {"`": "", "−": "$-$", "±": r"$\pm$", "†": r"$^\dagger$", "–": "--",
+LATEX_SYMBOLS = {"`": "", "−": "$-$", "±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
+                 "✗": r"$^\times$", "–": "--",
                  "µ": r"$\mu$", "Δ": r"$\Delta$"}
 
 
@@ -432,7 +450,18 @@ def subset_text(cells: list[dict], split: str) -> str | None:
     return f"a fixed class-balanced subset of the {split} set ({shown} images)"
 
 
-def legend_text(name: str, exp: dict, cells: list[dict]) -> str:
+def energy_model(runs: pd.DataFrame | None) -> str:
+    """The pJ per AC and per MAC the runs recorded, e.g. '0.9 pJ/AC, 4.6 pJ/MAC'."""
+    parts = []
+    for column, unit in (("pj_per_ac", "AC"), ("pj_per_mac", "MAC")):
+        values = (sorted(runs[column].dropna().unique())
+                  if runs is not None and column in runs else [])
+        if values:
+            parts.append(" or ".join(f"{v:g}" for v in values) + f" pJ/{unit}")
+    return ", ".join(parts) if parts else "energy model not recorded"
+
+
+def legend_text(name: str, exp: dict, cells: list[dict], runs: pd.DataFrame | None = None) -> str:
     cells = [c for c in cells if c["experiment"] == exp["name"]]
     test, train = subset_text(cells, "test"), subset_text(cells, "train")
     return (f"Configuration `{name}`, experiment `{exp['name']}` on {display(exp['dataset'])}. "
@@ -441,9 +470,9 @@ def legend_text(name: str, exp: dict, cells: list[dict]) -> str:
             "(Seeds: present/"
             "configured); Best = best epoch (what the paper reports), Final = last epoch. "
             "SynOps: millions of accumulates per test sample; energy: µJ per test sample "
-            "(45 nm: 0.9 pJ per AC, 4.6 pJ per MAC); firing rate = spikes per neuron per time "
-            f"step; {DASH} = not recorded. Published values come from paper_tables/published.csv;"
-            f" {DAGGER} = recalled, not yet checked against the paper. Δ = Best − published "
+            f"({energy_model(runs)}, as the runs recorded); firing rate = spikes per neuron per "
+            f"time step; {DASH} = not recorded. Published values come from "
+            f"paper_tables/published.csv. {status_legend()} Δ = Best − published "
             "(percentage points).")
 
 
@@ -455,7 +484,7 @@ def render_experiment(name: str, exp: dict, cells: list[dict], col: Collected,
     only = published_only(exp, cells, published)
     rows, orows = table_rows(summary), only_rows(only, sources)
     lacking = int((summary["seeds_expected"] - summary["seeds_present"]).sum())
-    legend = legend_text(name, exp, cells)
+    legend = legend_text(name, exp, cells, col.runs[col.runs["experiment"] == exp["name"]])
     md = [f"# {exp['title']}", "", legend, ""]
     if lacking:
         md += [f"**{lacking} of {int(summary['seeds_expected'].sum())} runs are missing or "
@@ -579,6 +608,11 @@ def main(smk) -> None:
         published = load_published(smk.input.published)
         col = collect(p.cells, p.experiments, strict=True)
         files, summary = render_tables(p.name, p.cells, p.experiments, p.outputs, col, published)
+        # imported here: claims.py imports this module's helpers
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from claims import claims_files
+
+        files.update(claims_files(p, col, published))
     except ResultError as e:
         fail(str(e), log)
     write_all(files)

@@ -3,8 +3,10 @@
 Per experiment: accuracy vs time steps per method (mean +- sample std over seeds, published
 values as hollow diamonds, T = 1 runs such as the ANN as a dashed reference line), accuracy vs
 energy or SynOps with its Pareto front, training time and peak memory vs T, and where the config
-asks for it Fig. S1 (per-layer firing rates, one panel per method, one line per T). A figure
-whose data is absent (e.g. SynOps not recorded) is drawn as a note saying so.
+asks for it Fig. S1 as the paper draws it (per-layer firing rates, one panel per neuron model,
+one bar per T, the network total last, the 20 % line and the total band shaded). A figure whose
+data is absent (e.g. SynOps not recorded) is drawn as a note saying so. Colours, titles, units
+and resolution: style.py.
 """
 
 import sys
@@ -18,17 +20,26 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aggregate import display, fail, load_published, published_for, row_key  # noqa: E402
-from style import colour  # noqa: E402
+from aggregate import (  # noqa: E402
+    display,
+    energy_model,
+    fail,
+    load_published,
+    published_for,
+    row_key,
+)
+from claims import firing_band, load_claims  # noqa: E402
+from style import ACCURACY_LABEL, DPI, RATE_LABEL, T_LABEL, apply, colour, shades  # noqa: E402
+from style import title as figure_title  # noqa: E402
 
 from dsr.results import ResultError, atomic_write  # noqa: E402
 
-sns.set_theme(style="whitegrid", context="paper")
+apply()
 
 
 def save(fig: plt.Figure, paths: dict[str, str]) -> None:
     for ext, path in paths.items():
-        atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=150,
+        atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=DPI,
                                                           bbox_inches="tight"), mode="wb")
     plt.close(fig)
 
@@ -57,7 +68,7 @@ def _panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure
 
 
 def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
-    title = f"{exp['title']}: accuracy vs time steps"
+    title = figure_title(exp)
     if runs.empty:
         return note(title, "No cached run of this experiment yet.")
     colors = palette(exp["methods"])
@@ -77,14 +88,19 @@ def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt
                 ax.scatter([T] * len(pub), pub["accuracy"], marker="D", s=40,
                            facecolors="none", edgecolors=[colors[display(method)]] * len(pub),
                            label=f"{display(method)} published")
-        ax.set(title=display(arch), xlabel="time steps T", ylabel="test accuracy, best epoch (%)")
+        ax.set(title=display(arch), xlabel=T_LABEL, ylabel=ACCURACY_LABEL)
         if not snn.empty:
             ax.set_xticks(sorted(snn["T"].unique()))
+    # one legend for all panels, right of them: a method is one colour in every panel
+    unique: dict[str, object] = {}
+    for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
-    fig.suptitle(title + " (mean ± std over seeds; hollow diamonds: published)")
+        unique.update(zip(labels, handles, strict=True))
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle(title)
     fig.tight_layout()
+    fig.legend(unique.values(), unique.keys(), bbox_to_anchor=(1.0, 0.5), loc="center left")
     return fig
 
 
@@ -98,14 +114,18 @@ def pareto_front(points: pd.DataFrame, x: str) -> pd.DataFrame:
     return points.loc[keep]
 
 
-COST_AXES = (("energy_pj", "energy per test sample (µJ; 0.9 pJ/AC, 4.6 pJ/MAC)"),
-             ("synops_ac", "SynOps per test sample (millions of accumulates)"))
+def cost_axes(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, axis label) of the recorded cost measures: energy first, then SynOps."""
+    energy = runs.dropna(subset=["energy_pj"]) if "energy_pj" in runs else runs.iloc[:0]
+    axes = [("energy_pj", f"energy per test sample (µJ; {energy_model(energy)})"),
+            ("synops_ac", "SynOps per test sample (millions of accumulates)")]
+    return [(c, label) for c, label in axes if c in runs and runs[c].notna().any()]
 
 
 def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
-    title = f"{exp['title']}: accuracy vs cost"
+    title = figure_title(exp, "accuracy vs inference cost")
     # energy where recorded, else SynOps; both in millions of their unit (pJ -> µJ, AC -> M)
-    axes = [(column, label) for column, label in COST_AXES if runs[column].notna().any()]
+    axes = cost_axes(runs)
     if not axes:
         return note(title, "No run recorded SynOps or energy (synops.total_ac and "
                            "synops.energy_pj are null), so there is no cost axis to plot.")
@@ -132,13 +152,13 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=7, bbox_to_anchor=(1.02, 1),
               loc="upper left")
-    ax.set(title=title, xlabel=label, ylabel="test accuracy, best epoch (%)")
+    ax.set(title=title, xlabel=label, ylabel=ACCURACY_LABEL)
     fig.tight_layout()
     return fig
 
 
 def cost(exp: dict, runs: pd.DataFrame) -> plt.Figure:
-    title = f"{exp['title']}: training cost vs time steps"
+    title = figure_title(exp, "training cost")
     if runs.empty:
         return note(title, "No cached run of this experiment yet.")
     data = runs.assign(Method=runs["method"].map(display), Arch=runs["arch"].map(display))
@@ -155,40 +175,54 @@ def cost(exp: dict, runs: pd.DataFrame) -> plt.Figure:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
-        ax.set(xlabel="time steps T", ylabel=label)
-    fig.suptitle(title + " (mean ± std over seeds)")
+        ax.set(xlabel=T_LABEL, ylabel=label)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def firing_rates(exp: dict, rates: pd.DataFrame) -> plt.Figure:
-    title = f"Fig. S1 — {exp['title']}: per-layer firing rates"
+def firing_rates(exp: dict, rates: pd.DataFrame, band: dict | None = None) -> plt.Figure:
+    """Fig. S1: a bar per layer and T (shades of the method's colour), the network total last;
+    `band` (the claim's layer_max and total range) draws the 20 % line and the shaded band."""
+    title = figure_title(exp, "Fig. S1, firing rates")
     layers = rates[rates["layer"] != "total"].dropna(subset=["layer_index"])
     if layers.empty:
         return note(title, "No cached run of " + ", ".join(map(display, exp["firing_rates"]))
                     + " yet.")
-    fig, axes = _panels(len(exp["firing_rates"]), width=6.0, height=4.0)
-    for ax, method in zip(axes, exp["firing_rates"], strict=True):
-        data = layers[layers["method"] == method]
-        if data.empty:
+    fig, axes = plt.subplots(len(exp["firing_rates"]), 1, squeeze=False,
+                             figsize=(9, 3.2 * len(exp["firing_rates"])))
+    for ax, method in zip(axes.flat, exp["firing_rates"], strict=True):
+        data = rates[rates["method"] == method]
+        Ts = sorted(data["T"].unique())
+        names = (data[data["layer"] != "total"].drop_duplicates("layer_index")
+                 .sort_values("layer_index")["layer"].tolist())
+        groups = [*names, "total"]
+        width = 0.8 / max(1, len(Ts))
+        for i, (T, shade) in enumerate(zip(Ts, shades(method, len(Ts)), strict=True)):
+            per = data[data["T"] == T].set_index("layer")["rate_mean"]
+            xs = [g + (i - (len(Ts) - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, [per.get(name, float("nan")) for name in groups], width=width,
+                   color=shade, label=f"T = {T}")
+        if not Ts:
             ax.text(0.5, 0.5, "not cached", ha="center", transform=ax.transAxes)
-        else:
-            sns.lineplot(data, x="layer_index", y="rate_mean", hue="T", marker="o",
-                         palette="viridis", ax=ax)
-            ticks = data.drop_duplicates("layer_index").sort_values("layer_index")
-            ax.set_xticks(ticks["layer_index"], ticks["layer"], rotation=90, fontsize=6)
-        ax.axhline(20, ls=":", color="grey", label="20%")
-        ax.set(title=display(method), xlabel="spiking layer",
-               ylabel="firing rate (% of neurons per step)")
-        ax.legend(title="T", fontsize=7)
-    fig.suptitle(title + " (mean over seeds)")
+        if band is not None:
+            ax.axhline(band["layer_max"], ls=":", color="grey",
+                       label=f"{band['layer_max']:g} % (every layer, paper)")
+            lo, hi = band["total"]
+            ax.fill_between([len(groups) - 1.5, len(groups) - 0.5], lo, hi, color="grey",
+                            alpha=0.3, lw=0, label=f"{lo:g}-{hi:g} % (total, paper)")
+        ax.set_xticks(range(len(groups)), groups, rotation=90, fontsize=6)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set(title=display(method), xlabel="spiking layer", ylabel=RATE_LABEL)
+        ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 def sweep(exp: dict, runs: pd.DataFrame) -> plt.Figure:
     """Accuracy and firing rate against each swept parameter, one line per (method, T)."""
-    title = f"{exp['title']}: parameter sweep"
+    title = figure_title(exp, "parameter sweep")
     swept = runs[runs["method"].isin(exp["sweeps"]) & runs["variant"].notna()]
     if swept.empty:
         return note(title, "No cached run of the sweep yet.")
@@ -199,17 +233,18 @@ def sweep(exp: dict, runs: pd.DataFrame) -> plt.Figure:
             value=lambda d: d["variant"].str.partition("=")[2].astype(float),
             Run=lambda d: d["method"].map(display) + ", T = " + d["T"].astype(str))
         hues = {r: colour(m) for r, m in zip(data["Run"], data["method"], strict=True)}
-        for ax, y, label in ((ax_acc, "acc_best", "test accuracy, best epoch (%)"),
-                             (ax_rate, "firing_rate", "firing rate (% of neurons per step)")):
+        for ax, y, label in ((ax_acc, "acc_best", ACCURACY_LABEL),
+                             (ax_rate, "firing_rate", RATE_LABEL)):
             if data[y].notna().any():
                 sns.lineplot(data, x="value", y=y, hue="Run", palette=hues, marker="o",
                              errorbar="sd", err_style="bars", ax=ax)
                 ax.set_xticks(sorted(data["value"].unique()))
-                ax.legend(fontsize=7)
+                ax.legend()
             else:
                 ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
-            ax.set(xlabel=f"{param} (swept)", ylabel=label)
-    fig.suptitle(title + " (mean ± std over seeds)")
+            ax.set(xlabel=f"{param} (swept; initial value where the method learns it)",
+                   ylabel=label)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -226,8 +261,10 @@ def with_row_keys(exp: dict, runs: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
 
 
 def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
-                   rates: dict[str, pd.DataFrame], published: pd.DataFrame) -> None:
-    """Write every figure of every experiment (`rates`: Fig. S1 data by experiment)."""
+                   rates: dict[str, pd.DataFrame], published: pd.DataFrame,
+                   band: dict | None = None) -> None:
+    """Write every figure of every experiment (`rates`: Fig. S1 data by experiment; `band`:
+    the firing-rate claim's bounds, drawn on Fig. S1)."""
     for exp in experiments:
         figs = outputs["experiments"][exp["name"]]["figures"]
         mine = runs[runs["experiment"] == exp["name"]]
@@ -238,23 +275,25 @@ def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
         save(pareto(exp, mine), figs["pareto"])
         save(cost(exp, mine), figs["cost"])
         if exp["firing_rates"]:
-            save(firing_rates(exp, rates[exp["name"]]), figs["firing_rates"])
+            save(firing_rates(exp, rates[exp["name"]], band), figs["firing_rates"])
 
 
-def render_from_csv(experiments: list[dict], outputs: dict, published: pd.DataFrame) -> None:
+def render_from_csv(experiments: list[dict], outputs: dict, published: pd.DataFrame,
+                    band: dict | None = None) -> None:
     """Every figure, from the runs.csv and firing-rate CSVs the tables step wrote."""
     runs = pd.read_csv(outputs["runs_csv"])
     rates = {e["name"]: pd.read_csv(outputs["experiments"][e["name"]]["firing_rates"]["csv"])
              for e in experiments if e["firing_rates"]}
-    render_figures(experiments, outputs, runs, rates, published)
+    render_figures(experiments, outputs, runs, rates, published, band)
 
 
 def main(smk) -> None:
     try:
         published = load_published(smk.input.published)
+        band = firing_band(load_claims(smk.params.claims["file"]))
     except ResultError as e:
         fail(str(e), smk.log[0] if smk.log else None)
-    render_from_csv(smk.params.experiments, smk.params.outputs, published)
+    render_from_csv(smk.params.experiments, smk.params.outputs, published, band)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregate import collect, fail, load_published, render_tables, write_all  # noqa: E402
+from claims import claims_files, firing_band, load_claims  # noqa: E402
 from figures import render_from_csv  # noqa: E402
 
 from dsr.results import ResultError, atomic_write_text  # noqa: E402
@@ -22,6 +23,7 @@ def main(smk) -> None:
         published = load_published(smk.input.published)
         col = collect(p.cells, p.experiments, strict=False)
         files, summary = render_tables(p.name, p.cells, p.experiments, p.outputs, col, published)
+        files.update(claims_files(p, col, published))
     except ResultError as e:
         fail(str(e), log)
     if col.runs.empty:
@@ -33,7 +35,8 @@ def main(smk) -> None:
         atomic_write_text(p.outputs["missing"], files[p.outputs["missing"]])
     else:
         write_all(files)
-        render_from_csv(p.experiments, p.outputs, published)
+        render_from_csv(p.experiments, p.outputs, published,
+                        firing_band(load_claims(p.claims["file"])))
         summary += f"\nTables and figures: {Path(p.outputs['missing']).parent}/"
     print(summary)
     if log:
