@@ -215,14 +215,16 @@ def test_default_grid_writes_a_verdict_for_every_applicable_claim(tmp_path: Path
     for exp in cfg["experiments"]:
         for method in exp["methods"]:
             per = exp["per_method"].get(method, {})
+            variants = [f"{k}={v}" for k, vs in (per.get("sweep") or {}).items() for v in vs]
             for T in per.get("time_steps", exp["time_steps"]):
-                for seed in exp["seeds"]:
-                    m = synthetic_metrics(method, "digits", "preact_resnet8", T, seed,
-                                          exp["epochs"], rng)
-                    path = Path(cfg["results_dir"],
-                                f"runs/digits/preact_resnet8/{method}/T{T}/seed{seed}")
-                    path.mkdir(parents=True)
-                    (path / "metrics.json").write_text(json.dumps(m))
+                for variant in variants or [""]:
+                    for seed in exp["seeds"]:
+                        m = synthetic_metrics(method, "digits", "preact_resnet8", T, seed,
+                                              exp["epochs"], rng)
+                        path = Path(cfg["results_dir"], f"runs/digits/preact_resnet8/{method}",
+                                    f"T{T}", variant, f"seed{seed}")
+                        path.mkdir(parents=True)
+                        (path / "metrics.json").write_text(json.dumps(m))
     path = tmp_path / "default.yaml"
     path.write_text(yaml.safe_dump(cfg))
     snakemake = str(Path(sys.executable).parent / "snakemake")
