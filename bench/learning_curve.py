@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from bench.real_data import ensure_cifar10_jpeg, shared_data_root
+from dsr import REPO_ROOT, run
 from dsr import data as dsr_data
-from dsr import run
 from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
 
 
@@ -99,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if "exact" not in args.modes:
         args.modes.insert(0, "exact")  # the reference every other curve is compared with
-    if dsr_data.shared_data_root() is None:
+    if shared_data_root() is None:
         print("skipped: the real CIFAR-10 copy (../shared/data) is not present")
         return 0
-    root = dsr_data.ensure_cifar10_jpeg(dsr_data.REPO_ROOT / "data" / "cifar10")
+    root = ensure_cifar10_jpeg(REPO_ROOT / "data" / "cifar10")
     curves, seconds = {}, {}
     for mode in args.modes:
         cli = ["--method", args.method, "--dataset", "cifar10", "--arch", args.arch,

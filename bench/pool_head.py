@@ -16,9 +16,10 @@ import sys
 
 import torch
 
-from dsr import registry
+from bench.real_data import ensure_cifar10_jpeg, shared_data_root
+from dsr import REPO_ROOT, registry
 from dsr.config import RunConfig, train_config
-from dsr.data import REPO_ROOT, ensure_cifar10_jpeg, load, shared_data_root
+from dsr.data import load
 
 ARCH = "preact_resnet20"
 

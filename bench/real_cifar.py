@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dsr import run
-from dsr.data import REPO_ROOT, ensure_cifar10_jpeg, shared_data_root
+from bench.real_data import ensure_cifar10_jpeg, shared_data_root
+from dsr import REPO_ROOT, run
 
 
 def main(argv: list[str] | None = None) -> int:

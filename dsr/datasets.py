@@ -17,11 +17,11 @@ from typing import Any
 from dsr.config import DATASET_DEFAULTS
 
 DATASETS: dict[str, str] = {
-    "digits": "dsr.data:Digits",
-    "cifar10": "dsr.data:CIFAR10",
-    "cifar100": "dsr.data:CIFAR100",
-    "imagenet": "dsr.data:ImageNet",
-    "cifar10_dvs": "dsr.data:CIFAR10DVS",
+    "digits": "dsr.data.digits:Digits",
+    "cifar10": "dsr.data.cifar:CIFAR10",
+    "cifar100": "dsr.data.cifar:CIFAR100",
+    "imagenet": "dsr.data.imagenet:ImageNet",
+    "cifar10_dvs": "dsr.data.dvs:CIFAR10DVS",
 }
 
 

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dsr import data
-from dsr.data import DataError
+from bench.real_data import ensure_cifar10_jpeg, shared_data_root
+from dsr import REPO_ROOT, data
+from dsr.data import DataError, cifar, dvs
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -411,7 +412,7 @@ def test_cache_is_reused_without_decoding(cifar_folder: Path, tmp_path: Path, mo
     def refuse(path, name):
         raise AssertionError(f"decoded {path} despite the cache")
 
-    monkeypatch.setattr(data, "_decode_image", refuse)
+    monkeypatch.setattr(cifar, "_decode_image", refuse)
     second = data.load("cifar10", cifar_folder, cache_dir=cache)
     for split in ("train", "test"):
         assert all(
@@ -535,8 +536,8 @@ def test_dvs_readers_agree_on_random_recordings(tmp_path: Path):
     path = tmp_path / "random.aedat"
     path.write_bytes(b"#!AER-DAT2.0\r\n# tick 1 us\r\n" + words.tobytes())
     for frames in (1, 20, 7):
-        a = data._dvs_frames(path, frames, "tonic")
-        b = data._dvs_frames(path, frames, "spikingjelly")
+        a = dvs._dvs_frames(path, frames, "tonic")
+        b = dvs._dvs_frames(path, frames, "spikingjelly")
         assert torch.equal(a, b) and a.shape == (frames, 2, 48, 48)
         counts = data.DVS_READERS["tonic"](path, frames)
         assert counts.sum() == n and counts[-1].sum() == n // frames + n % frames
@@ -547,10 +548,10 @@ def test_dvs_tonic_int16_overflow_is_an_error(tmp_path: Path):
     n = 2**15 + 1  # one pixel (sensor row 64, column 64), one frame: one more than int16 holds
     words = np.stack([np.full(n, (63 << 8) | (63 << 1)), np.arange(n)], 1).astype(">u4")
     path.write_bytes(b"#!AER-DAT2.0\r\n" + words.tobytes())
-    assert data._dvs_frames(path, 2, "tonic").sum() > 0  # 2 frames: 16,384 events per pixel
+    assert dvs._dvs_frames(path, 2, "tonic").sum() > 0  # 2 frames: 16,384 events per pixel
     assert data.DVS_READERS["spikingjelly"](path, 1).max() == n
     with pytest.raises(DataError) as err:
-        data._dvs_frames(path, 1, "tonic")
+        dvs._dvs_frames(path, 1, "tonic")
     assert str(path) in str(err.value) and "dvs_reader=spikingjelly" in str(err.value)
 
 
@@ -585,7 +586,7 @@ def test_dvs_bin_edges(tmp_path: Path):
         assert [int(f.sum()) for f in counts] == [26, 26, 28], reader
         assert counts[2, 1].sum() == 28  # events 40-79 are OFF (channel 1), 0-39 ON
         assert [int(f.sum()) for f in data.DVS_READERS[reader](path, 100)] == [0] * 99 + [80]
-    raw = ToFrame(sensor_size=(128, 128, 2), n_event_bins=3)(data._tonic_events(path))
+    raw = ToFrame(sensor_size=(128, 128, 2), n_event_bins=3)(dvs._tonic_events(path))
     assert [int(f.sum()) for f in raw] == [26, 26, 26]
 
 
@@ -705,10 +706,10 @@ def test_imagenet_missing_val(imagenet_root: Path):
 
 @pytest.mark.slow
 def test_real_cifar10_jpeg_copy():
-    shared = data.shared_data_root()
+    shared = shared_data_root()
     if shared is None or not (shared / "cifar10-jpeg.tar.gz").is_file():
         pytest.skip("real CIFAR-10 JPEG copy not found at ../shared/data/cifar10-jpeg.tar.gz")
-    root = data.ensure_cifar10_jpeg(data.REPO_ROOT / "data" / "cifar10")
+    root = ensure_cifar10_jpeg(REPO_ROOT / "data" / "cifar10")
     ds = data.load("cifar10", root)
     assert (ds.info.train_size, ds.info.test_size, ds.info.num_classes) == (50_000, 10_000, 10)
     x, y = next(ds.batches("train", 50_000, shuffle=False, augment=False))

@@ -45,7 +45,7 @@ def dvs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("reader", ["tonic", "spikingjelly"])
 def test_cli_cifar10_dvs_with_either_reader(dvs_root: Path, tmp_path: Path, reader: str,
                                             monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("dsr.data.REPO_ROOT", tmp_path)  # the default cache folder
+    monkeypatch.setattr("dsr.data.core.REPO_ROOT", tmp_path)  # the default cache folder
     out = tmp_path / "metrics.json"
     code = cli.main([*TINY, "--dataset", "cifar10_dvs", "--set", f"data_root={dvs_root}",
                      "--set", f"dvs_reader={reader}", "--out", str(out)])

@@ -154,7 +154,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, done_run: Path) -> World:
     repo = tmp_path / "repo"
-    monkeypatch.setattr(dsr_data, "REPO_ROOT", repo)
+    monkeypatch.setattr(dsr_data.core, "REPO_ROOT", repo)
     cache = repo / ".cache" / "data" / "cifar10-0123456789abcdef.pt"
     cache.parent.mkdir(parents=True)
     torch.save({"key": "{}", "train_x": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)}, cache)
@@ -442,7 +442,7 @@ def test_payload_would_run_without_weights_only(tmp_path: Path):
 def test_no_config_value_is_evaluated_as_code():
     """No eval/exec/pickle in the package; every torch.load is weights_only=True."""
     banned = ("eval(", "exec(", "pickle.load", "yaml.load(", "shell=True", "os.system")
-    for path in [*REPO.glob("dsr/*.py"), *REPO.glob("baselines/*.py")]:
+    for path in [*REPO.glob("dsr/**/*.py"), *REPO.glob("baselines/**/*.py")]:
         text = path.read_text()
         for word in banned:
             hits = [ln for ln in text.splitlines() if word in ln and ".eval()" not in ln]

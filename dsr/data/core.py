@@ -1,0 +1,304 @@
+"""The one interface every dataset goes through: `load` -> `Dataset` (batches, subsets, shards).
+
+A dataset class (registered in dsr.datasets) returns a `Dataset` from `load(root, LoadOptions)`;
+this module batches it: a plan of global batches from a torch.Generator seeded by (seed, epoch),
+rank r of `world_size` taking samples [r::world_size] of each, augmented (dsr.data.augment) and
+normalised on `device`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dsr import REPO_ROOT
+from dsr import datasets as registry
+from dsr.config import DATASET_DEFAULTS
+from dsr.data.augment import crop_and_flip
+
+SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
+DATASETS = tuple(registry.DATASETS)
+
+
+class DataError(ValueError):
+    """Missing or malformed data; the message is one line: dataset, path, expected layout, fix."""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What was loaded, as recorded in metrics.json."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    sequence: bool  # True: event frames, x is [T, B, C, H, W]
+    frames: int | None
+    split: str | None  # the CIFAR10-DVS train/test split, part of a result's identity
+    train_size: int
+    test_size: int
+    source: str  # the directory read, or "sklearn"
+    preprocessing: str
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a dataset's `load(root, options)` is given besides its root (a plugin may ignore
+    what does not apply to it)."""
+
+    download: bool  # fetch the data when it is missing
+    cache_dir: Path  # where decoded tensors are cached (see `cached`)
+    frames: int  # event datasets: frames per sample
+    dvs_split: str  # cifar10_dvs: first900 | last900
+    dvs_reader: str  # cifar10_dvs: tonic | spikingjelly
+    workers: int  # streamed datasets: DataLoader processes
+
+
+
+def where(path: Path) -> str:
+    """A data path as recorded in metrics.json: relative to the repository when inside it, so
+    results committed with the repository name no machine's directories."""
+    path = path.resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+# ---- batching: a seeded plan of global batches, then whole-batch augmentation -----------------
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    digest = hashlib.blake2b(f"{seed}:{epoch}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+def _check_batching(split: str, batch_size: int, rank: int, world_size: int) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
+    if batch_size < world_size:
+        raise ValueError(f"global batch_size {batch_size} is smaller than world_size {world_size}")
+
+
+def global_batches(
+    n: int, batch_size: int, shuffle: bool, drop_last: bool, gen: torch.Generator
+) -> Iterator[Tensor]:
+    order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def balanced_subset(y: Tensor, n: int, num_classes: int, name: str, split: str) -> Tensor:
+    """Sorted indices of n samples of `split`, n // K per class (the remainder to the first
+    classes), drawn with SUBSET_SEED so every run and method sees the same images."""
+    field = f"{split}_subset"
+    if not num_classes <= n <= len(y):
+        raise DataError(
+            f"{name}: {field}={n} must be between num_classes={num_classes} and the "
+            f"{split}-set size {len(y)}; set {field} accordingly"
+        )
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SUBSET_SEED))
+    y_perm = y[perm]
+    picked = []
+    for c in range(num_classes):
+        quota = n // num_classes + (c < n % num_classes)
+        idx = perm[y_perm == c][:quota]
+        if len(idx) < quota:
+            raise DataError(
+                f"{name}: {field}={n} needs {quota} images of class {c}, the {split} set "
+                f"has {len(idx)}; use a smaller {field}"
+            )
+        picked.append(idx)
+    return torch.cat(picked).sort().values
+
+
+class Dataset:
+    """A dataset with both splits in memory as stored tensors (uint8 images, float16 frames).
+
+    x is stored [N, C, H, W] or [N, T, C, H, W]; a batch is augmented in stored units (so crop
+    padding is black / zero events, as torchvision pads before ToTensor), then scaled to float32,
+    normalised per channel, and for event frames made time-first.
+    """
+
+    def __init__(
+        self,
+        info: DataInfo,
+        splits: dict[str, tuple[Tensor, Tensor]],
+        *,
+        scale: float,
+        mean: Sequence[float],
+        std: Sequence[float],
+        pad: int,
+        flip: bool,
+    ):
+        self.info = info
+        self._splits = splits
+        self._scale, self._mean, self._std = scale, tuple(mean), tuple(std)
+        self._pad, self._flip = pad, flip
+        self._on_device: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+
+    def split_size(self, split: str) -> int:
+        return len(self._splits[split][1])
+
+    def num_batches(
+        self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False
+    ) -> int:
+        """Global steps per epoch; the same on every rank (rank batches hold batch_size/world)."""
+        _check_batching(split, batch_size, 0, world_size)
+        n = self.split_size(split)
+        return n // batch_size if drop_last else -(-n // batch_size)
+
+    def with_subset(self, split: str, n: int) -> Dataset:
+        """A copy whose `split` is a class-balanced, seed-independent subset of n samples."""
+        x, y = self._splits[split]
+        idx = balanced_subset(y, n, self.info.num_classes, self.info.name, split)
+        out = copy.copy(self)
+        out.info = dataclasses.replace(self.info, **{f"{split}_size": n})
+        out._splits = {**self._splits, split: (x[idx], y[idx])}
+        out._on_device = {}
+        return out
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        epoch: int = 0,
+        seed: int = 0,
+        shuffle: bool | None = None,
+        augment: bool | None = None,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """(x float32, y int64) batches; shuffle and augment default to split == "train"."""
+        _check_batching(split, batch_size, rank, world_size)
+        train = split == "train"
+        shuffle = train if shuffle is None else shuffle
+        augment = train if augment is None else augment
+        return self._iterate(
+            split,
+            batch_size,
+            _generator(seed, epoch),
+            shuffle,
+            augment,
+            torch.device(device),
+            slice(rank, None, world_size),
+            drop_last,
+        )
+
+    def _iterate(
+        self,
+        split: str,
+        batch_size: int,
+        gen: torch.Generator,
+        shuffle: bool,
+        augment: bool,
+        device: torch.device,
+        mine: slice,
+        drop_last: bool,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        x_all, y_all = self._tensors(split, device)
+        a, b = self._affine(device)
+        for idx in global_batches(len(y_all), batch_size, shuffle, drop_last, gen):
+            m = len(idx)
+            idx = idx[mine].to(device)
+            x = x_all[idx]
+            if augment:
+                x = crop_and_flip(x, gen, m, mine, self._pad, self._flip)
+            x = x.float().mul_(a).sub_(b)
+            if self.info.sequence:
+                x = x.transpose(0, 1).contiguous()  # [T, B, C, H, W]
+            yield x, y_all[idx]
+
+    def _tensors(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
+        if device.type == "cpu":
+            return self._splits[split]
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = (split, str(device))
+        if key not in self._on_device:  # the whole split moves once; batches index it there
+            x, y = self._splits[split]
+            self._on_device[key] = (x.to(device), y.to(device))
+        return self._on_device[key]
+
+    def _affine(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(a, b) with x_norm = x_stored * a - b, shaped [C, 1, 1]."""
+        mean = torch.tensor(self._mean, device=device).view(-1, 1, 1)
+        std = torch.tensor(self._std, device=device).view(-1, 1, 1)
+        return self._scale / std, mean / std
+
+
+# ---- loading: the registered class, then subsets ----------------------------------------------
+
+
+def builtin(key: str, loader: Callable[[Path | None, LoadOptions], Dataset]) -> type:
+    """A registered dataset class (dsr.datasets.DATASETS) around a loader of this package."""
+    return type(key, (), {"key": key, "defaults": DATASET_DEFAULTS[key],
+                          "load": staticmethod(loader)})
+
+
+def data_dir(name: str) -> Path:
+    """A dataset's default root folder, <repo>/data/<name>."""
+    return REPO_ROOT / "data" / name
+
+
+def load(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    download: bool = False,
+    cache_dir: str | Path | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    dvs_split: str = "first900",
+    dvs_reader: str = "tonic",
+    frames: int = 20,
+    workers: int | None = None,
+    plugins: dict[str, str] | None = None,
+) -> Dataset:
+    """Load a registered dataset, built-in or in `plugins` ({key: "module:Class"}, see
+    dsr.datasets), decoding it into the cache on first use.
+
+    root defaults to <repo>/data/<name>; cache_dir to $DSR_CACHE_DIR, else <repo>/.cache/data.
+    train_subset=N keeps a class-balanced, seed-independent N-image training subset, test_subset=M
+    an M-image test subset (the same M images for every run: reduced-scale runs that cannot afford
+    the full test set).
+    dvs_split, dvs_reader and frames apply to cifar10_dvs, workers (DataLoader processes, default
+    min(8, cpus)) to imagenet.
+    """
+    try:
+        cls = registry.get(name, plugins)
+    except registry.UnknownDataset as err:
+        raise DataError(str(err)) from None
+    if frames < 1:
+        raise DataError(f"{name}: frames must be a positive integer, got {frames}")
+    opt = LoadOptions(
+        download=download,
+        cache_dir=Path(cache_dir or os.environ.get("DSR_CACHE_DIR") or REPO_ROOT / ".cache/data"),
+        frames=frames,
+        dvs_split=dvs_split,
+        dvs_reader=dvs_reader,
+        workers=min(8, os.cpu_count() or 1) if workers is None else workers,
+    )
+    data = cls().load(Path(root) if root is not None else None, opt)
+    if not isinstance(data, Dataset):
+        raise DataError(f"{name}: {cls.__module__}.{cls.__qualname__}.load returned "
+                        f"{type(data).__name__}, not a dsr.data.Dataset")
+    for split, n in (("train", train_subset), ("test", test_subset)):
+        if n is not None:
+            data = data.with_subset(split, n)
+    return data
