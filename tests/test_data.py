@@ -438,6 +438,27 @@ def test_corrupt_cache_is_a_one_line_error(cifar_folder: Path, tmp_path: Path, d
     assert str(path) in msg and "delete" in msg and "\n" not in msg
 
 
+def test_cache_file_name_is_stable(tmp_path: Path):
+    """The name hashes the key with CACHE_FORMAT: a change would orphan every existing cache."""
+    key = {"source": "s", "files": ["a"]}
+    content = data.cached("demo", key, tmp_path, lambda: {"x": torch.arange(3)})
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-abc671d7de3b8769.pt"]
+    again = data.cached("demo", key, tmp_path, lambda: pytest.fail("rebuilt an existing cache"))
+    assert torch.equal(again["x"], content["x"]) and again["key"] == content["key"]
+
+
+class Unsaveable:
+    def __reduce__(self):
+        raise OSError(28, "No space left on device")
+
+
+def test_failed_cache_write_leaves_nothing(tmp_path: Path):
+    build = lambda: {"x": torch.zeros(1000), "y": Unsaveable()}  # noqa: E731
+    with pytest.raises(OSError, match="No space left"):  # torch.save fails midway
+        data.cached("demo", {"k": 1}, tmp_path, build)
+    assert list(tmp_path.iterdir()) == []  # no cache file, no temporary file
+
+
 # ---- CIFAR10-DVS -------------------------------------------------------------------------------
 
 
