@@ -33,8 +33,18 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def qcfs_levels(dataset: str) -> int:
+    """QCFS's default quantisation levels L (here, torch-free, because L names its trained
+    ANN's results folder): 4 for CIFAR-scale data (the authors' CIFAR-10 command), 16 for
+    ImageNet (the official ImageNet script's default)."""
+    return 16 if dataset == "imagenet" else 4
+
+
 # TrainConfig fields that do not change what a run computes
 NOT_IDENTITY = ("data_root", "download", "device", "latency_batches", "fail_at_epoch")
+# TrainConfig fields that only change how a trained model is evaluated: a conversion run may set
+# them differently from the run that trained its ANN; every other field must match
+EVAL_ONLY = ("eval_batch_size", "test_subset", "pj_per_ac", "pj_per_mac")
 
 
 class ConfigError(ValueError):
