@@ -40,6 +40,11 @@ def qcfs_levels(dataset: str) -> int:
     return 16 if dataset == "imagenet" else 4
 
 
+def sweep_points(T_max: int, extra) -> list[int]:
+    """A conversion run's latency sweep: every power of two up to T_max, T_max and `extra`."""
+    return sorted({2**k for k in range(T_max.bit_length())} | {T_max} | set(extra))
+
+
 # TrainConfig fields that do not change what a run computes
 NOT_IDENTITY = ("data_root", "download", "device", "latency_batches", "fail_at_epoch")
 # TrainConfig fields that only change how a trained model is evaluated: a conversion run may set

@@ -33,7 +33,7 @@ import baselines
 from baselines.conversion import ConversionMethod
 from dsr import data as dsr_data
 from dsr import metrics as M
-from dsr.config import EVAL_ONLY, NOT_IDENTITY, RunConfig
+from dsr.config import EVAL_ONLY, NOT_IDENTITY, RunConfig, sweep_points
 from dsr.method import Method
 from dsr.results import ROOT, SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
 
@@ -341,11 +341,6 @@ def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str,
 
 
 # ---- conversion: one trained ANN, evaluated over a latency sweep ------------------------------
-
-
-def sweep_points(T_max: int, extra: list[int]) -> list[int]:
-    """Every power of two up to T_max, T_max itself and `extra`, sorted."""
-    return sorted({2**k for k in range(T_max.bit_length())} | {T_max} | set(extra))
 
 
 def load_model(path: Path, cfg: RunConfig, method: ConversionMethod) -> dict[str, Any]:

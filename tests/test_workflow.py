@@ -25,8 +25,11 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import aggregate  # noqa: E402
 
-PAPER_TRAINING_JOBS = 298  # stated in config/paper.yaml
-DEFAULT_TRAINING_JOBS = 44  # 7 methods x 3 T x 2 seeds + ANN x 2 seeds
+PAPER_TRAINING_JOBS = 240  # stated in config/paper.yaml
+PAPER_CONVERT_JOBS = 44
+# 5 directly trained methods x 3 T x 2 seeds + (ANN, QCFS's ANN) x 2 seeds; 2 sweeps x 2 seeds
+DEFAULT_TRAINING_JOBS, DEFAULT_CONVERT_JOBS = 34, 4
+CONVERSION = {"conversion": "ann", "qcfs": "qcfs"}  # method -> whose model it converts
 
 
 def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -58,15 +61,23 @@ def experiment(**changes) -> dict:
     return exp
 
 
-def grid_size(cfg: dict) -> int:
-    """Training jobs a config asks for, counted independently of common.smk."""
-    total = 0
+def grid_size(cfg: dict) -> tuple[int, int]:
+    """(training jobs, conversion jobs) a config asks for, counted independently of common.smk:
+    a conversion method adds one job per (arch, seed) and needs its source model trained once
+    per (dataset, arch, seed), shared with the `ann` run of the same cell."""
+    trained, converted = set(), 0
     for exp in cfg["experiments"]:
         for method in exp["methods"]:
             per = (exp.get("per_method") or {}).get(method, {})
-            total += (len(exp["archs"]) * len(per.get("time_steps", exp["time_steps"]))
-                      * len(per.get("seeds", exp["seeds"])))
-    return total
+            for arch in exp["archs"]:
+                for seed in per.get("seeds", exp["seeds"]):
+                    if method in CONVERSION:
+                        converted += 1
+                        trained.add((exp["dataset"], arch, CONVERSION[method], 1, seed))
+                        continue
+                    for T in per.get("time_steps", exp["time_steps"]):
+                        trained.add((exp["dataset"], arch, method, T, seed))
+    return len(trained), converted
 
 
 def error_lines(out: subprocess.CompletedProcess) -> list[str]:
@@ -76,17 +87,54 @@ def error_lines(out: subprocess.CompletedProcess) -> list[str]:
 # ---- grid expansion, config errors and lint (parse only, nothing runs) ----------------------
 
 
-def test_paper_grid_plans_every_training_job(tmp_path: Path) -> None:
+def commands(out: subprocess.CompletedProcess) -> list[dict]:
+    """The dsr.run calls of a `snakemake -n -p` dry run, as {flag: value} (repeated --set kept
+    as a list)."""
+    calls = []
+    for line in out.stdout.splitlines():
+        if "-m dsr.run" not in line:
+            continue
+        words = line.split("-m dsr.run", 1)[1].split(">")[0].split()
+        flags: dict = {"set": []}
+        for flag, value in zip(words[::2], words[1::2], strict=True):
+            if flag == "--set":
+                flags["set"].append(value)
+            else:
+                flags[flag.removeprefix("--")] = value
+        calls.append(flags)
+    return calls
+
+
+def test_paper_grid_trains_each_ann_once(tmp_path: Path) -> None:
     text = (ROOT / "config" / "paper.yaml").read_text()
-    assert grid_size(yaml.safe_load(text)) == PAPER_TRAINING_JOBS
-    assert f"Expected training jobs: {PAPER_TRAINING_JOBS}" in text
+    assert grid_size(yaml.safe_load(text)) == (PAPER_TRAINING_JOBS, PAPER_CONVERT_JOBS)
+    assert (f"Expected jobs: {PAPER_TRAINING_JOBS} training jobs" in text
+            and f"and {PAPER_CONVERT_JOBS} `convert` jobs" in text)
     data_before = (ROOT / "data").exists()
-    out = snakemake("-n", "--configfile", "config/paper.yaml", "--config",
+    out = snakemake("-n", "-p", "--configfile", "config/paper.yaml", "--config",
                     f"results_dir={tmp_path}/results", f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = planned(out)
-    assert jobs["train"] == PAPER_TRAINING_JOBS
+    assert jobs["train"] + jobs["train_model"] == PAPER_TRAINING_JOBS
+    assert jobs["convert"] == PAPER_CONVERT_JOBS
     assert jobs["tables"] == jobs["figures"] == 1
+    calls = commands(out)
+    # exactly one ReLU-ANN training per (dataset, arch, seed) and one QCFS training per
+    # (dataset, arch, seed, L), each saving the model its conversion jobs load
+    anns = [(c["dataset"], c["arch"], c["seed"]) for c in calls if c["method"] == "ann"]
+    qcfs = [(c["dataset"], c["arch"], c["seed"], c["save-model"].split("/")[-3])
+            for c in calls if c["method"] == "qcfs" and "from-checkpoint" not in c]
+    assert len(anns) == len(set(anns)) == 2 * 3 + 5 * 3 + 1  # cifar10/100, deep, imagenet
+    assert len(qcfs) == len(set(qcfs)) == len(anns)
+    assert {q[3] for q in qcfs} == {"L4", "L16"}
+    sources = {c["out"].removesuffix("metrics.json") + "model.pt" for c in calls
+               if "save-model" in c}
+    conversions = [c for c in calls if c["method"] in CONVERSION]
+    for c in conversions:  # never trains: loads a trained model, sweeps to T_max
+        if "from-checkpoint" in c:
+            assert c["from-checkpoint"] in sources and int(c["time-steps"]) >= 256
+    assert sum("from-checkpoint" in c for c in conversions) == PAPER_CONVERT_JOBS
+    assert all(c["time-steps"] == "1" for c in conversions if "from-checkpoint" not in c)
     assert not (tmp_path / "results").exists() and not (tmp_path / "tables").exists()
     assert (ROOT / "data").exists() == data_before  # no data folder made, nothing read
 
@@ -96,11 +144,20 @@ def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     (exp,) = cfg["experiments"]
     assert set(exp["methods"]) == set(baselines.METHODS)
     assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 2
-    assert grid_size(cfg) == DEFAULT_TRAINING_JOBS
+    assert grid_size(cfg) == (DEFAULT_TRAINING_JOBS, DEFAULT_CONVERT_JOBS)
     out = snakemake("-n", "--config", f"results_dir={tmp_path}/results",
                     f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert planned(out)["train"] == DEFAULT_TRAINING_JOBS
+    jobs = planned(out)
+    assert jobs["train"] + jobs["train_model"] == DEFAULT_TRAINING_JOBS
+    assert jobs["convert"] == DEFAULT_CONVERT_JOBS
+
+
+def test_conversion_source_map_matches_the_methods() -> None:
+    for method, source in CONVERSION.items():
+        assert baselines.get(method).source_method == source
+    assert {k for k in baselines.METHODS if hasattr(baselines.get(k), "source_method")} == set(
+        CONVERSION)
 
 
 def test_training_command_quotes_config_values(tmp_path: Path) -> None:
@@ -144,8 +201,19 @@ def test_plugin_method_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> 
         ([experiment(firing_rates=["tet"])], "firing_rates names tet"),
         ([experiment(), experiment()], "experiment name 'digits' is used twice"),
         ([experiment(), experiment(name="other", epochs=3)], "differently from an earlier"),
+        ([experiment(methods=["conversion"], time_steps=[2, 128], firing_rates=[])],
+         "experiment 'digits': latency_sweep 64 is below its largest time step 128; set "
+         "latency_sweep to at least 128"),
+        ([experiment(methods=["ann", "conversion"], firing_rates=[],
+                     per_method={"conversion": {"epochs": 3}})],
+         "per_method.conversion.epochs: conversion never trains (it converts the 'ann' run's "
+         "model.pt); set epochs under per_method.ann"),
+        ([experiment(methods=["conversion"], firing_rates=[],
+                     per_method={"conversion": {"set": {"lr": 0.05, "percentile": 99}}})],
+         "per_method.conversion.set.lr: conversion never trains"),
     ],
-    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run"],
+    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run",
+         "latency-sweep", "conversion-epochs", "conversion-set"],
 )
 def test_config_errors_are_one_line(tmp_path: Path, experiments: list, expected: str) -> None:
     out = snakemake("-n", "--configfile", str(write_config(tmp_path, experiments)))

@@ -5,6 +5,12 @@ Every experiment in the config is archs x methods x time_steps x seeds on one da
 results path, {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/metrics.json, shared
 by every experiment that names it; two experiments that would train one path differently are
 an error. Config values reach the shell only through shlex.quote.
+
+ANN-to-SNN conversion methods (CONVERSION_SOURCES) train nothing themselves: per (arch, seed)
+one job converts a trained model.pt and evaluates it up to the experiment's latency_sweep
+(T_max), at runs/.../{method}/T{T_max}/seed{seed}/; its metrics hold every T of the table. The
+model comes from the `ann` run at T1 (conversion) or from QCFS's own quantised-ANN training at
+runs/.../qcfs/L{L}/seed{seed}/ (one per L); both write model.pt beside their metrics.json.
 """
 
 import shlex
@@ -18,7 +24,15 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import baselines` works
 import baselines  # noqa: E402  (light: the method registry, no torch)
-from dsr.config import DATASET_DEFAULTS, ConfigError  # noqa: E402
+from dsr.config import (  # noqa: E402
+    DATASET_DEFAULTS,
+    EVAL_ONLY,
+    NOT_IDENTITY,
+    ConfigError,
+    TrainConfig,
+    qcfs_levels,
+    sweep_points,
+)
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 REPORT = f"{workflow.basedir}/workflow/report"
@@ -26,9 +40,20 @@ REPORT = f"{workflow.basedir}/workflow/report"
 CONDA_ENV = f"{workflow.basedir}/environment.yml"
 RUN = "{dataset}/{arch}/{method}/T{T}/seed{seed}"  # one run's wildcards, in every path
 RUN_PATTERN = f"runs/{RUN}"
+# a run that trains a model for conversion: the ann run (stage T1) or QCFS's ANN (stage L{L})
+MODEL = "{dataset}/{arch}/{method}/{stage}/seed{seed}"
+MODEL_PATTERN = f"runs/{MODEL}"
 # Resources of a training job unless the config says otherwise (runtime in minutes).
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
-FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost")
+FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "latency")
+# conversion method -> the method whose trained model.pt it converts (ConversionMethod
+# .source_method; tests/test_workflow.py checks the two agree)
+CONVERSION_SOURCES = {"conversion": "ann", "qcfs": "qcfs"}
+# T_max of the latency sweep when an experiment does not set latency_sweep
+LATENCY_SWEEP = {"digits": 64}
+LATENCY_SWEEP_DEFAULT = 256
+# harness keys that change a trained model: a conversion run takes them from its ANN's run
+TRAINING_KEYS = frozenset(TrainConfig.__dataclass_fields__) - set(NOT_IDENTITY) - set(EVAL_ONLY)
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
@@ -36,6 +61,7 @@ wildcard_constraints:
     method="[a-z0-9][a-z0-9-]*",
     T="[0-9]+",
     seed="[0-9]+",
+    stage="T1|L[0-9]+",
 
 
 def check_config(cfg: dict) -> dict:
@@ -73,9 +99,15 @@ class Run:
     mode: str | None
     overrides: tuple[tuple[str, str], ...]  # --set pairs, sorted
     plugin: str | None  # module:Class of an out-of-tree method
+    source: str | None = None  # conversion: the key of the run whose model.pt it converts
+    points: tuple[int, ...] = ()  # conversion: T values its sweep records besides powers of 2
+    folder: str | None = None  # a model-training stage's folder instead of T{T} (QCFS: L{L})
 
     @property
     def key(self) -> str:
+        if self.folder is not None:
+            return MODEL_PATTERN.format(dataset=self.dataset, arch=self.arch,
+                                        method=self.method, stage=self.folder, seed=self.seed)
         return RUN_PATTERN.format(dataset=self.dataset, arch=self.arch, method=self.method,
                                   T=self.T, seed=self.seed)
 
@@ -84,7 +116,9 @@ class Run:
         return {"experiment": experiment, "dataset": self.dataset, "arch": self.arch,
                 "method": self.method, "T": self.T, "seed": self.seed,
                 "path": f"{results}/{self.key}/metrics.json", "epochs": self.epochs,
-                "mode": self.mode, "set": dict(self.overrides)}
+                "mode": self.mode, "set": dict(self.overrides),
+                "sweep": sweep_points(self.T, self.points) if self.source else None,
+                "points": list(self.points) if self.source else None}
 
 
 def merge_resources(*layers: dict | None) -> dict:
@@ -114,6 +148,8 @@ class Grid:
             self.check_experiment(exp, registered)
             for run in self.expand(exp):
                 self.add(run, exp)
+            for run in self.expand_conversions(exp):
+                self.add(run, exp, cell=run.source is not None)
 
     def check_experiment(self, exp: dict, registered: set[str]) -> None:
         where = f"config: experiment {exp['name']!r}"
@@ -137,6 +173,8 @@ class Grid:
         runs = []
         for arch in exp["archs"]:
             for method in exp["methods"]:
+                if method in CONVERSION_SOURCES:
+                    continue  # expand_conversions
                 per = (exp.get("per_method") or {}).get(method, {})
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
                 if data_root is not None:
@@ -149,7 +187,74 @@ class Grid:
                                         overrides, self.cfg["plugins"].get(method)))
         return runs
 
-    def add(self, run: Run, exp: dict) -> None:
+    def latency_sweep(self, exp: dict) -> int:
+        """The experiment's T_max, checked against every T its conversion rows must show."""
+        T_max = exp.get("latency_sweep", LATENCY_SWEEP.get(exp["dataset"], LATENCY_SWEEP_DEFAULT))
+        per = exp.get("per_method") or {}
+        largest = max(t for m in exp["methods"]
+                      for t in (per.get(m) or {}).get("time_steps", exp["time_steps"]))
+        if T_max < largest:
+            raise ConfigError(f"config: experiment {exp['name']!r}: latency_sweep {T_max} is "
+                              f"below its largest time step {largest}; set latency_sweep to at "
+                              f"least {largest}")
+        return T_max
+
+    def expand_conversions(self, exp: dict) -> list[Run]:
+        """Per (arch, seed) of each conversion method: the run that trains the model it converts
+        (no table cell unless that method is listed itself) and the one conversion job."""
+        methods = [m for m in exp["methods"] if m in CONVERSION_SOURCES]
+        if not methods:
+            return []
+        where = f"config: experiment {exp['name']!r}: per_method"
+        T_max = self.latency_sweep(exp)
+        data_root = self.cfg["datasets"].get(exp["dataset"], {}).get("data_root")
+        per_all = exp.get("per_method") or {}
+
+        def settings(method: str) -> tuple[dict, int | None]:
+            per = per_all.get(method, {})
+            sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
+            if data_root is not None:
+                sets.setdefault("data_root", data_root)
+            return sets, per.get("epochs", exp.get("epochs"))
+
+        def quoted(sets: dict) -> tuple[tuple[str, str], ...]:
+            return tuple(sorted((k, cli_value(v)) for k, v in sets.items()))
+
+        runs = []
+        for method in methods:
+            per = per_all.get(method, {})
+            source = CONVERSION_SOURCES[method]
+            own_sets, _ = settings(method)
+            if source != method:
+                for key in ("epochs", "mode"):
+                    if key in per:
+                        raise ConfigError(f"{where}.{method}.{key}: {method} never trains (it "
+                                          f"converts the {source!r} run's model.pt); set {key} "
+                                          f"under per_method.{source}")
+                for key in sorted(set(per.get("set") or {}) & TRAINING_KEYS):
+                    raise ConfigError(f"{where}.{method}.set.{key}: {method} never trains (it "
+                                      f"converts the {source!r} run's model.pt); set {key} "
+                                      f"under per_method.{source}.set or the experiment's set")
+            src_sets, epochs = settings(source)
+            if source == method:
+                L = own_sets.get("L", qcfs_levels(exp["dataset"]))
+                folder, sets = f"L{L}", src_sets
+            else:
+                folder = "T1"
+                sets = {**{k: v for k, v in src_sets.items() if k in TRAINING_KEYS}, **own_sets}
+            points = tuple(sorted(set(per.get("time_steps", exp["time_steps"]))))
+            for arch in exp["archs"]:
+                for seed in per.get("seeds", exp["seeds"]):
+                    model = Run(exp["dataset"], arch, source, 1, seed, epochs, None,
+                                quoted(src_sets), self.cfg["plugins"].get(source),
+                                folder=None if folder == "T1" else folder)
+                    runs.append(model)
+                    runs.append(Run(exp["dataset"], arch, method, T_max, seed, epochs, None,
+                                    quoted(sets), self.cfg["plugins"].get(method),
+                                    source=model.key, points=points))
+        return runs
+
+    def add(self, run: Run, exp: dict, cell: bool = True) -> None:
         known = self.runs.setdefault(run.key, run)
         if known != run:
             raise ConfigError(
@@ -161,12 +266,13 @@ class Grid:
         have = self.resources.get(run.key, {})
         # a run shared by two experiments gets the larger request of each resource
         self.resources[run.key] = {k: max(v, have.get(k, v)) for k, v in wanted.items()}
-        self.cells.append(run.cell(exp["name"], self.results))
+        if cell:
+            self.cells.append(run.cell(exp["name"], self.results))
 
     # ---- per-wildcards lookups for the training rule -------------------------------------
 
     def run(self, wildcards) -> Run:
-        key = RUN_PATTERN.format(**wildcards)
+        key = (MODEL_PATTERN if "stage" in wildcards.keys() else RUN_PATTERN).format(**wildcards)
         if key not in self.runs:
             raise ConfigError(f"{key} is not in the configured grid ({self.cfg['name']}); "
                               "add it to an experiment in the config")
@@ -266,7 +372,22 @@ def trainer_args(wildcards) -> str:
         args += ["--set", f"{key}={value}"]
     if run.plugin is not None:
         args += ["--plugin", f"{run.method}={run.plugin}"]
+    if run.points:
+        args += ["--sweep-points", ",".join(map(str, run.points))]
     return shlex.join(args)
+
+
+def source_model(wildcards) -> str:
+    """The model.pt a conversion job converts."""
+    source = GRID.run(wildcards).source
+    if source is None:
+        raise ConfigError(f"{RUN_PATTERN.format(**wildcards)} is not a conversion job")
+    return f"{GRID.results}/{source}/model.pt"
+
+
+def convert_gpu(wildcards) -> int:
+    """A conversion job evaluates in one process: one GPU when the config gives its jobs any."""
+    return min(1, GRID.resources[GRID.run(wildcards).key]["gpu"])
 
 
 def run_resource(name: str):
