@@ -261,9 +261,48 @@ def test_figures_from_cache_renders_what_exists_and_names_the_rest(tmp_path: Pat
     assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 4 | 1/2 |" in md
     assert "| DSR (LIF) | – | PreAct-ResNet-8 | 4 | 0/2 | not run | not run |" in md
     assert len((tables / "runs.csv").read_text().splitlines()) == 1 + 5
-    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
+    for kind in ("accuracy_vs_T", "latency", "pareto", "cost", "firing_rates"):
         for ext in ("png", "pdf"):
             assert (tables / "figures" / f"digits_{kind}.{ext}").stat().st_size > 1000
+
+
+def test_conversion_sweep_fills_its_rows_and_missing_conversions_are_listed(
+        tmp_path: Path) -> None:
+    """One conversion job per seed fills a row at every T of its sweep; a config whose
+    conversion runs are missing still renders every table and figure from the cache."""
+    exp = experiment(methods=["dsr-if", "ann", "conversion", "qcfs"], firing_rates=["dsr-if"],
+                     per_method={"ann": {"time_steps": [1]}}, latency_sweep=16)
+    cfg = write_config(tmp_path, [exp])
+    fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-if", 4): [0, 1], ("ann", 1): [0, 1]})
+    m = synthetic_metrics("conversion", "digits", "preact_resnet8", 16, 0, 5, random.Random(0))
+    m["latency_sweep"] = {"T_max": 16, "points": [
+        {"T": T, "accuracy": 0.1 + 0.05 * T, "synops": 1000.0 * T, "energy_pj": 900.0 * T}
+        for T in (1, 2, 4, 8, 16)]}
+    path = tmp_path / "results/runs/digits/preact_resnet8/conversion/T16/seed0"
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(m))  # seed 1 and every QCFS run missing
+    dry = snakemake("-n", "figures_from_cache", "--configfile", str(cfg))
+    assert planned(dry) == {"figures_from_cache": 1}
+    out = snakemake("figures_from_cache", "--cores", "1", "--profile", "profiles/figures",
+                    "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "3 of 10 runs of configuration `t` are missing or stale" in out.stdout
+    tables = tmp_path / "tables" / "t"
+    missing = (tables / "MISSING.md").read_text()
+    assert "| digits | PreAct-ResNet-8 | QCFS | 16 | 0, 1 | – |" in missing
+    assert "| digits | PreAct-ResNet-8 | ANN-to-SNN conversion | 16 | 1 | – |" in missing
+    md = (tables / "digits.md").read_text()
+    for T, acc in ((1, "15.00"), (2, "20.00"), (4, "30.00"), (8, "50.00"), (16, "90.00")):
+        assert f"| ANN-to-SNN conversion | synthetic | PreAct-ResNet-8 | {T} | 1/2 | {acc}" in md
+        assert f"| QCFS | – | PreAct-ResNet-8 | {T} | 0/2 | not run | not run |" in md
+    runs = aggregate.pd.read_csv(tables / "runs.csv")
+    sweep = runs[runs["method"] == "conversion"].sort_values("T")
+    assert list(sweep["T"]) == [1, 2, 4, 8, 16] and list(sweep["configured"]) == [
+        False, True, True, False, False]
+    assert list(sweep["synops_ac"]) == [1000.0 * T for T in (1, 2, 4, 8, 16)]
+    assert len(runs) == 4 + 2 + 5
+    for kind in ("accuracy_vs_T", "latency", "pareto", "cost"):
+        assert (tables / "figures" / f"digits_{kind}.png").stat().st_size > 1000
 
 
 def test_figures_from_cache_with_nothing_cached_says_so(tmp_path: Path) -> None:
@@ -445,7 +484,7 @@ def test_one_digits_run_end_to_end(tmp_path: Path) -> None:
     rates = (tables / "digits_firing_rates.md").read_text()
     assert "DSR (IF) T=2" in rates and "| total |" in rates
     assert r"\begin{tabular}" in (tables / "digits.tex").read_text()
-    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
+    for kind in ("accuracy_vs_T", "latency", "pareto", "cost", "firing_rates"):
         assert (tables / "figures" / f"digits_{kind}.pdf").stat().st_size > 1000
     again = snakemake("-n", "reproduce_table", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -468,5 +507,5 @@ def test_default_grid_reproduces_within_ten_minutes(tmp_path: Path) -> None:
     for method in baselines.METHODS:
         assert aggregate.display(method) in md
     assert "0/2" not in md and "1/2" not in md
-    assert len(list((tables / "figures").glob("*.png"))) == 4
+    assert len(list((tables / "figures").glob("*.png"))) == 5
     assert seconds <= 600, f"default grid took {seconds:.0f} s"
