@@ -82,4 +82,4 @@ class QCFS(ConversionMethod):
         return functools.partial(ClipFloorShift, self.p.L, self.p.lam, self.p.phi)
 
     def thresholds(self, ann: nn.Module, data) -> list[float]:
-        return [float(m.lam) for m in ann.neurons()]
+        return [float(m.lam.detach()) for m in ann.neurons()]

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -177,6 +178,7 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
                            facecolors="none", edgecolors=[colors[display(method)]] * len(hit),
                            label=f"{display(method)} published")
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1 2 4 ..., not 2^k
         ax.set(title=display(arch), xlabel="time steps T (log scale)",
                ylabel="test accuracy (%)")
         handles, labels = ax.get_legend_handles_labels()
