@@ -5,6 +5,8 @@ Deterministic on CPU given the seed: batches depend on (seed, epoch) only and th
 checkpointed, so a run killed at any point and rerun with the same arguments resumes and ends
 with the same metrics. Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU);
 DDP averages gradients, so dL/dv_th is never multiplied by the number of processes.
+`convert` is the other entry point: no training, one converted SNN evaluated over a latency
+sweep (ANN-to-SNN conversion methods, `python -m dsr.run --from-checkpoint`).
 """
 
 from __future__ import annotations

@@ -151,6 +151,12 @@ def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     jobs = planned(out)
     assert jobs["train"] + jobs["train_model"] == DEFAULT_TRAINING_JOBS
     assert jobs["convert"] == DEFAULT_CONVERT_JOBS
+    graph = snakemake("--rulegraph", "--config", f"results_dir={tmp_path}/results",
+                      f"tables_dir={tmp_path}/tables")
+    ids = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', graph.stdout, re.M))
+    edges = {(ids[a], ids[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", graph.stdout, re.M)}
+    # conversion jobs depend on a trained model, never on a training job of their own
+    assert ("train_model", "convert") in edges and ("train", "convert") not in edges
 
 
 def test_conversion_source_map_matches_the_methods() -> None:

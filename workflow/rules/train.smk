@@ -1,4 +1,6 @@
-"""The one training rule: a shell call of the trainer CLI per run of the grid."""
+"""A shell call of the trainer CLI per run of the grid: `train`, `train_model` for the runs
+whose model a conversion method converts (+ --save-model), and `convert` for the conversion
+jobs that load that model and train nothing (+ --from-checkpoint)."""
 
 
 rule train:
