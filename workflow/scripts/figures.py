@@ -178,7 +178,9 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
                            facecolors="none", edgecolors=[colors[display(method)]] * len(hit),
                            label=f"{display(method)} published")
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 1 2 4 ..., not 2^k
+        ticks = sorted(int(t) for t in data["T"].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])  # 1 2 4 ..., not 2^k
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set(title=display(arch), xlabel="time steps T (log scale)",
                ylabel="test accuracy (%)")
         handles, labels = ax.get_legend_handles_labels()
