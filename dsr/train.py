@@ -43,6 +43,10 @@ PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
 MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
               "state_dict")
+# samples x time steps per forward of a latency sweep: the network holds every step of every
+# layer at once ([T*B, ...]), so a sweep to T_max evaluates 8192 // T_max images at a time
+# (eval_batch_size 256 at T = 32; at T = 1024 a CIFAR ResNet-18 layer is 2 GB, not 68)
+SWEEP_SAMPLE_STEPS = 8192
 
 
 class TrainingError(RuntimeError):
@@ -423,15 +427,19 @@ def convert(cfg: RunConfig, out: Path, source: Path, extra_points: list[int],
     grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))
     prefix = torch.tensor(points, device=device) - 1
     correct, seen = torch.zeros(len(points), dtype=torch.long), 0
+    chunk = max(1, SWEEP_SAMPLE_STEPS // T)
     try:
         with torch.no_grad(), counter.attach(), ops.attach():
-            for x, y in data.batches("test", t.eval_batch_size, device=device):
-                outputs.clear()
-                net(x)
-                (seq,) = outputs  # [T, B, K]: the FC's output at every step
-                running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
-                correct += (running.argmax(-1) == y).sum(1).cpu()
-                seen += len(y)
+            for batch, labels in data.batches("test", t.eval_batch_size, device=device):
+                # batch [B, ...] or [T, B, ...]: the sample axis is the 4th from the end
+                for x, y in zip(batch.split(chunk, batch.dim() - 4), labels.split(chunk),
+                                strict=True):
+                    outputs.clear()
+                    net(x)
+                    (seq,) = outputs  # [T, B, K]: the FC's output at every step
+                    running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
+                    correct += (running.argmax(-1) == y).sum(1).cpu()
+                    seen += len(y)
     finally:
         grab.remove()
     M.sync(device)
@@ -450,7 +458,7 @@ def convert(cfg: RunConfig, out: Path, source: Path, extra_points: list[int],
                                                                       t.pj_per_mac))
     history = {"accuracy": [last.accuracy], "loss": [], "seconds": [],
                "rate": [counter.total()]}
-    metrics = final_metrics(cfg, method, trainer, last, history, start, Dist())
+    metrics = final_metrics(cfg, method, trainer, last, history, start, Dist(), batch=chunk)
     metrics["latency_sweep"] = {"T_max": T, "points": sweep}
     metrics["converted_from"] = {"path": str(source), "method": state["method"],
                                  "config_hash": state["config_hash"],
@@ -461,11 +469,13 @@ def convert(cfg: RunConfig, out: Path, source: Path, extra_points: list[int],
 
 
 def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, last: Evaluation,
-                  history: dict[str, list], start: Start, dist: Dist) -> dict[str, Any]:
+                  history: dict[str, list], start: Start, dist: Dist,
+                  batch: int | None = None) -> dict[str, Any]:
+    """metrics.json; latency is timed at batch 1 and at `batch` (default eval_batch_size)."""
     device, data = trainer.device, trainer.data
     net, counter = last.net, last.counter
     names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]
-    x, _ = next(iter(data.batches("test", cfg.train.eval_batch_size, device=device)))
+    x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
     one = x[..., :1, :, :, :] if x.dim() == 5 else x[:1]
     fn = lambda inp: method.logits(net, inp)  # noqa: E731
     reps = cfg.train.latency_batches

@@ -98,15 +98,25 @@ def test_every_method_trains_on_digits(key, tmp_path):
         assert m["converted_from"]["path"].endswith("model.pt")
 
 
-def test_sweep_prefixes_equal_runs_at_that_t(tmp_path):
-    """Accuracy, SynOps and energy at prefix t of one T_max pass equal a T = t conversion."""
+def test_sweep_prefixes_equal_runs_at_that_t(tmp_path, monkeypatch):
+    """Accuracy, SynOps and energy at prefix t of one T_max pass equal a T = t conversion, and
+    splitting the test batches to bound memory changes nothing."""
+    import dsr.train
+
     convert = trained_source("conversion", tmp_path)
     got = {}
-    for T in (4, 16):
-        out = tmp_path / f"T{T}" / "metrics.json"
+    for T, chunk in ((4, None), (16, None), (16, 7)):
+        if chunk:  # 7 images per forward instead of the whole test batch
+            monkeypatch.setattr(dsr.train, "SWEEP_SAMPLE_STEPS", T * chunk)
+        out = tmp_path / f"T{T}-{chunk}" / "metrics.json"
         assert main(["--method", "conversion", "--time-steps", str(T), "--epochs", "3", *SMALL,
                      *convert, "--out", str(out)]) == 0
-        got[T] = read_metrics(out)
+        got[T, chunk] = read_metrics(out)
+    whole, split = got[16, None]["latency_sweep"], got[16, 7]["latency_sweep"]
+    assert [p["accuracy"] for p in whole["points"]] == [p["accuracy"] for p in split["points"]]
+    assert [p["synops"] for p in whole["points"]] == pytest.approx(
+        [p["synops"] for p in split["points"]], rel=1e-12)
+    got = {4: got[4, None], 16: got[16, None]}
     short = got[4]["latency_sweep"]["points"][-1]
     same = next(p for p in got[16]["latency_sweep"]["points"] if p["T"] == 4)
     assert same["accuracy"] == short["accuracy"]
