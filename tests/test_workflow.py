@@ -180,6 +180,26 @@ def test_training_command_quotes_config_values(tmp_path: Path) -> None:
         in cmd
 
 
+def test_conversion_jobs_take_their_models_training_settings(tmp_path: Path) -> None:
+    exp = experiment(methods=["ann", "conversion", "qcfs"], time_steps=[2], seeds=[0],
+                     firing_rates=[], per_method={
+                         "ann": {"time_steps": [1], "mode": "exact", "set": {"lr": 0.05}},
+                         "qcfs": {"set": {"L": 8}},
+                         "conversion": {"set": {"percentile": 99.0, "test_subset": 100}}})
+    out = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, [exp])))
+    assert out.returncode == 0, out.stderr[-2000:]
+    calls = {(c["method"], "from-checkpoint" in c): c for c in commands(out)}
+    assert len(calls) == 4  # the ANN once, QCFS's ANN once, two conversion jobs
+    runs = f"{tmp_path}/results/runs/digits/preact_resnet8"
+    assert calls["qcfs", False]["save-model"] == f"{runs}/qcfs/L8/seed0/model.pt"
+    assert calls["qcfs", True]["from-checkpoint"] == f"{runs}/qcfs/L8/seed0/model.pt"
+    conversion = calls["conversion", True]
+    assert conversion["from-checkpoint"] == f"{runs}/ann/T1/seed0/model.pt"
+    assert conversion["set"] == ["lr=0.05", "percentile=99.0", "test_subset=100"]
+    assert conversion["out"] == f"{runs}/conversion/T64/seed0/metrics.json"
+    assert conversion["sweep-points"] == "2" and "epochs" in conversion
+
+
 def test_unregistered_method_is_a_one_line_error(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, [experiment(methods=["dsr-if", "no-such-method"])])
     out = snakemake("-n", "--configfile", str(cfg))

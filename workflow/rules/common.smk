@@ -245,8 +245,9 @@ class Grid:
             points = tuple(sorted(set(per.get("time_steps", exp["time_steps"]))))
             for arch in exp["archs"]:
                 for seed in per.get("seeds", exp["seeds"]):
-                    model = Run(exp["dataset"], arch, source, 1, seed, epochs, None,
-                                quoted(src_sets), self.cfg["plugins"].get(source),
+                    model = Run(exp["dataset"], arch, source, 1, seed, epochs,
+                                per_all.get(source, {}).get("mode"), quoted(src_sets),
+                                self.cfg["plugins"].get(source),
                                 folder=None if folder == "T1" else folder)
                     runs.append(model)
                     runs.append(Run(exp["dataset"], arch, method, T_max, seed, epochs, None,
