@@ -1,7 +1,8 @@
 """`conversion`: ANN-to-SNN conversion with 99.9th-percentile threshold normalisation.
 
-Rueckauer et al., Front. Neurosci. 2017 ("robust normalisation"): the harness trains the ReLU
-ANN (`ann`'s network, plain-FC head); each evaluation converts it: per neuron layer l, v_th^l =
+Rueckauer et al., Front. Neurosci. 2017 ("robust normalisation"): the ReLU ANN is the `ann`
+run's (plain-FC head, its model.pt); conversion never trains. `dsr.train.convert` loads it and
+converts it once for a latency sweep up to T_max: per neuron layer l, v_th^l =
 the 99.9th percentile of layer l's ANN activations over 5 training batches, and the ReLU becomes
 an IF neuron with soft reset, membrane starting at 0, spikes of amplitude v_th^l (equivalent to
 their layer-wise weight normalisation W^l * lam^(l-1) / lam^l with unit thresholds). BN stays as
@@ -43,21 +44,33 @@ class ConversionParams:
 
 
 class ConversionMethod(Method):
-    """Trains an ANN, evaluates its converted IF SNN at the run's T (shared with `qcfs`)."""
+    """Converts a trained ANN to an IF SNN run for T steps (shared with `qcfs`).
+
+    `source_method` is the key of the run whose model.pt is converted (`dsr.run
+    --from-checkpoint`). A method whose source is itself (`qcfs`) also trains that ANN: its
+    training run sets `converted = False`, so it evaluates the ANN and counts no spikes.
+    """
 
     category, neuron = "ANN-to-SNN conversion", "IF"
     output_neuron = False
+    source_method: ClassVar[str] = "ann"
     v_init: ClassVar[float] = 0.0  # initial membrane, as a fraction of v_th
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        self.converted = True
         self._cache: tuple[tuple, nn.Module] | None = None
+
+    def spiking_layers(self, model: nn.Module) -> list[nn.Module]:
+        return model.neurons() if self.converted else []
 
     def thresholds(self, ann: nn.Module, data) -> list[float]:
         """v_th per neuron layer of the trained ANN, in `ann.neurons()` order."""
         raise NotImplementedError
 
     def inference_model(self, model: nn.Module, data) -> nn.Module:
+        if not self.converted:
+            return model
         # one conversion per set of weights: the harness asks again for the same epoch (final
         # metrics match layers by identity) and conversion calibrates on training batches
         key = weights_key(model)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from baselines.conversion import ConversionMethod
 from dsr import models
-from dsr.config import ConfigError
+from dsr.config import ConfigError, qcfs_levels
 
 
 def floor_ste(x: Tensor) -> Tensor:
@@ -59,7 +59,10 @@ class QCFSParams:
 
 
 class QCFS(ConversionMethod):
-    key, Params = "qcfs", QCFSParams
+    """Trains its quantised ANN (`--time-steps 1`, evaluated as that ANN); converted from its
+    model.pt by `--from-checkpoint`."""
+
+    key, Params, source_method = "qcfs", QCFSParams, "qcfs"
     v_init = 0.5
     # No activation after the global average pool, as in the QCFS networks: the pool is linear,
     # so its spikes feed the FC directly (counted as ACs). With one, QCFS quantises pooled means
@@ -71,10 +74,10 @@ class QCFS(ConversionMethod):
 
     @classmethod
     def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
-        return dataclasses.asdict(QCFSParams(L=16 if dataset == "imagenet" else 4))
+        return dataclasses.asdict(QCFSParams(L=qcfs_levels(dataset)))
 
     def neuron_factory(self) -> models.NeuronFactory:
         return functools.partial(ClipFloorShift, self.p.L, self.p.lam, self.p.phi)
 
     def thresholds(self, ann: nn.Module, data) -> list[float]:
-        return [float(m.lam) for m in ann.neurons()]
+        return [float(m.lam.detach()) for m in ann.neurons()]

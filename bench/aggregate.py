@@ -125,8 +125,8 @@ def time_dry_run() -> tuple[float, int]:
         start = time.perf_counter()
         out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - start
-    jobs = re.search(r"^train\s+(\d+)$", out.stdout + out.stderr, re.M)
-    return seconds, int(jobs.group(1)) if jobs else -1
+    jobs = re.findall(r"^train(?:_model)?\s+(\d+)$", out.stdout + out.stderr, re.M)
+    return seconds, sum(map(int, jobs)) if jobs else -1
 
 
 def main() -> None:

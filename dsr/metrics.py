@@ -100,6 +100,8 @@ class _Tally:
     source: str
     ops: float = 0.0
     spikes: float = 0.0
+    once: float = 0.0  # ops of evaluations that ran once for all steps (static input)
+    per_step: list[float] | None = None  # ops of each time step (SynOpsCounter(time_steps=T))
 
 
 class _FlowMode(TorchFunctionMode):
@@ -136,10 +138,18 @@ class SynOpsCounter:
     folded pool+conv operator (exact for non-overlapping pools, the only ones fed by spikes in
     the suite's architectures; overlapping pools count each spike once per path). A max pool
     passes one spike per window that holds one. Fan-out is structural: zero weights count.
+
+    With `time_steps=T` it also keeps each layer's ops per time step, so `report(..., steps=t)`
+    gives the cost of the first t steps of the same pass (a converted SNN's latency sweep): a
+    layer's [T*B, ...] input (time-major, as SeqWrap flattens it) is split by step, while a
+    [B, ...] input (the static image entering once) costs the same at every prefix.
     """
 
-    def __init__(self, net: nn.Module, spiking_layers: Sequence[nn.Module]):
+    def __init__(self, net: nn.Module, spiking_layers: Sequence[nn.Module],
+                 time_steps: int | None = None):
         self.net = net
+        self.time_steps = time_steps
+        self._batch: int | None = None
         names = {id(m): n for n, m in net.named_modules()}
         missing = [type(m).__name__ for m in spiking_layers if id(m) not in names]
         if missing:
@@ -164,15 +174,20 @@ class SynOpsCounter:
                 h.remove()
 
     def report(self, samples: int, pj_per_ac: float = PJ_PER_AC,
-               pj_per_mac: float = PJ_PER_MAC) -> dict[str, Any]:
-        """Per-sample SynOps and energy over `samples` measured samples (metrics.json "synops")."""
+               pj_per_mac: float = PJ_PER_MAC, steps: int | None = None) -> dict[str, Any]:
+        """Per-sample SynOps and energy over `samples` measured samples (metrics.json "synops");
+        `steps`: of the first `steps` time steps only (needs `time_steps` at construction)."""
         if samples < 1:
             raise ValueError("SynOps need at least one measured sample; the test split is empty")
         if pj_per_ac < 0 or pj_per_mac < 0:
             raise ValueError(f"energy per op must be >= 0, got pj_per_ac={pj_per_ac}, "
                              f"pj_per_mac={pj_per_mac}")
+        if steps is not None and not (self.time_steps and 1 <= steps <= self.time_steps):
+            raise ValueError(f"a report over the first {steps} steps needs a counter built with "
+                             f"time_steps >= {steps} (got {self.time_steps})")
+        tallies = {k: self._prefix(t, steps) for k, t in self._tallies.items()}
         per_layer = []
-        for (name, kind), t in self._tallies.items():
+        for (name, kind), t in tallies.items():
             ops = t.ops / samples
             rec = {"name": name, "kind": kind, "ops": ops,
                    "energy_pj": ops * (pj_per_ac if kind == "AC" else pj_per_mac),
@@ -181,11 +196,19 @@ class SynOpsCounter:
                 rec["spikes"] = t.spikes / samples  # spikes arriving per sample
             per_layer.append(rec)
         # sum, then divide: the totals of integer counts stay exact
-        total_ac = sum(t.ops for (_, kind), t in self._tallies.items() if kind == "AC") / samples
-        total_mac = sum(t.ops for (_, kind), t in self._tallies.items() if kind == "MAC") / samples
+        total_ac = sum(t.ops for (_, kind), t in tallies.items() if kind == "AC") / samples
+        total_mac = sum(t.ops for (_, kind), t in tallies.items() if kind == "MAC") / samples
         return {"per_layer": per_layer, "total_ac": total_ac, "total_mac": total_mac,
                 "energy_pj": pj_per_ac * total_ac + pj_per_mac * total_mac,
                 "pj_per_ac": pj_per_ac, "pj_per_mac": pj_per_mac, "samples": samples}
+
+    def _prefix(self, t: _Tally, steps: int | None) -> _Tally:
+        if steps is None or steps == self.time_steps:
+            return t
+        ops = t.once + sum(t.per_step[:steps])
+        # spikes arrive in proportion to the ops they cost within a layer
+        spikes = t.spikes * ops / t.ops if t.ops else 0.0
+        return replace(t, ops=ops, spikes=spikes)
 
     # -- tags ----------------------------------------------------------------------------------
 
@@ -201,6 +224,8 @@ class SynOpsCounter:
         return flow.count if flow.count is not None else (x != 0).float()
 
     def _input_hook(self, module: nn.Module, args: tuple) -> None:
+        if args and isinstance(args[0], Tensor) and args[0].dim() >= 4:
+            self._batch = args[0].shape[-4]  # [B, C, H, W] or [T, B, C, H, W]
         if args and isinstance(args[0], Tensor) and self._flow(args[0]) is None:
             self._set(args[0], _Flow(self._token, "input", spikes=False))
 
@@ -272,28 +297,42 @@ class SynOpsCounter:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             x = inputs[0]
             flow = self._flow(x)
+            steps = self._steps(x)
             if flow is not None and flow.spikes:
                 count = flow.count if flow.count is not None else x != 0  # bool: 1 byte each
                 spikes = float(count.sum(dtype=torch.float64))
                 if isinstance(module, nn.Linear):
-                    ops = spikes * module.out_features
+                    rows = count.reshape(count.shape[0] if count.dim() > 1 else 1, -1)
+                    per = rows.sum(1, dtype=torch.float64).cpu() * module.out_features
                 else:
-                    ops = self._conv_acs(module, count)
-                self._add(name, "AC", flow.source, ops, spikes)
+                    per = self._conv_acs(module, count)
+                self._add(name, "AC", flow.source, per, spikes, steps)
             else:
                 # fvcore: one MAC per output element and weight of its receptive field
-                ops = float(output.numel() * module.weight.shape[1:].numel())
-                self._add(name, "MAC", "analog" if flow is None else flow.source, ops, 0.0)
+                per = torch.full((output.shape[0],), float(output[0].numel()
+                                                          * module.weight.shape[1:].numel()),
+                                 dtype=torch.float64)
+                self._add(name, "MAC", "analog" if flow is None else flow.source, per, 0.0,
+                          steps)
 
         return hook
 
-    def _conv_acs(self, m: nn.Module, count: Tensor) -> float:
-        """ACs = (C_out / groups) * sum over input positions of spikes there x outputs reached."""
+    def _steps(self, x: Tensor) -> int | None:
+        """T when `x`'s leading dim is time-major T*B of a per-step counter, else None."""
+        T, B = self.time_steps, self._batch
+        if T is None or B is None or x.dim() < 1 or x.shape[0] != T * B:
+            return None
+        return T
+
+    def _conv_acs(self, m: nn.Module, count: Tensor) -> Tensor:
+        """ACs per leading (sample) index: (C_out / groups) * sum over input positions of
+        spikes there x outputs reached."""
         d = len(m.kernel_size)
-        per_position = count.flatten(0, count.dim() - d - 1).sum(0)  # spikes at each position
+        # spikes at each position, per leading index
+        per_position = count.flatten(1, count.dim() - d - 1).sum(1, dtype=torch.float64)
         reach = self._reach_map(m, tuple(count.shape[-d:]), count.device)
-        acs = (per_position.double() * reach.double()).sum()
-        return float(acs) * (m.out_channels // m.groups)
+        acs = (per_position * reach.double()).flatten(1).sum(1)
+        return acs.cpu() * (m.out_channels // m.groups)
 
     def _reach_map(self, m: nn.Module, size: tuple[int, ...], device) -> Tensor:
         """Output positions whose window covers each input position (borders, stride, dilation,
@@ -314,12 +353,25 @@ class SynOpsCounter:
             self._reach[key] = grad[0, 0]
         return self._reach[key]
 
-    def _add(self, name: str, kind: str, source: str, ops: float, spikes: float) -> None:
+    def _add(self, name: str, kind: str, source: str, per: Tensor, spikes: float,
+             steps: int | None) -> None:
+        """Add ops `per` (one value per leading index of the layer's input); with `steps` the
+        leading index is time-major (T*B) and the ops are kept per step as well."""
         t = self._tallies.setdefault((name, kind), _Tally(source))
         if source not in t.source.split("+"):
             t.source += "+" + source
+        ops = float(per.sum())
         t.ops += ops
         t.spikes += spikes
+        if self.time_steps is None:
+            return
+        if t.per_step is None:
+            t.per_step = [0.0] * self.time_steps
+        if steps is None:
+            t.once += ops
+        else:
+            for i, v in enumerate(per.view(steps, -1).sum(1).tolist()):
+                t.per_step[i] += v
 
 
 # ---- cost --------------------------------------------------------------------------------------

@@ -5,6 +5,16 @@
 
 Defaults are the paper's per dataset and method; `--set key=value` overrides any harness or
 method hyperparameter (unknown keys are errors). Errors print one line and exit non-zero.
+
+ANN-to-SNN conversion never trains: `--save-model` keeps a trained ANN (the `ann` run's, or
+`qcfs`'s quantised one, trained at --time-steps 1), and `--from-checkpoint` converts it and
+evaluates the SNN for --time-steps T_max steps, recording every power-of-two prefix (and
+--sweep-points) in metrics.json's latency_sweep:
+
+    python -m dsr.run --method conversion --dataset digits --time-steps 64 --seed 0 \
+        --from-checkpoint results/runs/digits/preact_resnet8/ann/T1/seed0/model.pt \
+        --sweep-points 2,4,8 \
+        --out results/runs/digits/preact_resnet8/conversion/T64/seed0/metrics.json
 """
 
 from __future__ import annotations
@@ -68,7 +78,18 @@ def parser() -> argparse.ArgumentParser:
                    help="register an out-of-tree dataset (repeatable)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, type=Path, help="path of the metrics.json to write")
+    p.add_argument("--save-model", type=Path, metavar="PATH",
+                   help="also write the trained weights to PATH (model.pt), for conversion")
+    p.add_argument("--from-checkpoint", type=Path, metavar="PATH",
+                   help="conversion methods: convert this model.pt instead of training, and "
+                        "evaluate a latency sweep up to --time-steps")
+    p.add_argument("--sweep-points", type=time_list, default=[], metavar="T,T,...",
+                   help="with --from-checkpoint: time steps recorded besides the powers of two")
     return p
+
+
+def time_list(text: str) -> list[int]:
+    return [positive_int(t) for t in text.split(",") if t.strip()]
 
 
 def plugin_targets(flag: str, pairs: list[str]) -> dict[str, str]:
@@ -132,17 +153,50 @@ def check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: {folder} is not a writable folder; choose another --out")
 
 
+def check_stage(args: argparse.Namespace, cls: type[Method]) -> None:
+    """Training and conversion are separate runs: refuse a run that mixes them."""
+    converts = cls.source_method is not None
+    if args.from_checkpoint is not None:
+        if not converts:
+            raise ConfigError(f"--from-checkpoint converts a trained ANN; {args.method} is not an "
+                              "ANN-to-SNN conversion method (conversion, qcfs)")
+        if args.save_model is not None:
+            raise ConfigError("--save-model saves a trained model; a --from-checkpoint run "
+                              "trains nothing, drop one of them")
+        late = [t for t in args.sweep_points if t > args.time_steps]
+        if late:
+            raise ConfigError(f"--sweep-points {late[0]} is above --time-steps "
+                              f"{args.time_steps}, the sweep's T_max; raise --time-steps")
+        return
+    if args.sweep_points:
+        raise ConfigError("--sweep-points needs --from-checkpoint (a conversion run's sweep)")
+    if converts and cls.source_method != args.method:
+        raise ConfigError(f"{args.method} never trains: it converts the model.pt of the "
+                          f"{cls.source_method!r} run; pass --from-checkpoint PATH (e.g. results/"
+                          f"runs/<dataset>/<arch>/{cls.source_method}/T1/seed<seed>/model.pt)")
+    if converts and args.time_steps != 1:
+        raise ConfigError(f"{args.method} trains its ANN with --time-steps 1 (T does not enter "
+                          "its training); convert it at T with --from-checkpoint <its model.pt>")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from dsr.data import DataError
     from dsr.results import ResultError
-    from dsr.train import TrainingError, run
+    from dsr.train import TrainingError, convert, run
 
     try:
         cfg, method_cls = resolve(args)
         check_out(args.out)
-        run(cfg, method_cls, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True),
-            dataset_plugins=plugin_targets("--dataset-plugin", args.dataset_plugin))
+        check_stage(args, method_cls)
+        log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+        dataset_plugins = plugin_targets("--dataset-plugin", args.dataset_plugin)
+        if args.from_checkpoint is not None:
+            convert(cfg, method_cls, args.out, args.from_checkpoint, args.sweep_points, log=log,
+                    dataset_plugins=dataset_plugins)
+        else:
+            run(cfg, method_cls, args.out, log=log, save_model=args.save_model,
+                dataset_plugins=dataset_plugins)
     except (ConfigError, registry.UnknownMethod, datasets.UnknownDataset, DataError, ResultError,
             TrainingError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always

@@ -5,11 +5,14 @@ Deterministic on CPU given the seed: batches depend on (seed, epoch) only and th
 checkpointed, so a run killed at any point and rerun with the same arguments resumes and ends
 with the same metrics. Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU);
 DDP averages gradients, so dL/dv_th is never multiplied by the number of processes.
+`convert` is the other entry point: no training, one converted SNN evaluated over a latency
+sweep (ANN-to-SNN conversion methods, `python -m dsr.run --from-checkpoint`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -31,12 +34,18 @@ from tqdm import tqdm
 from dsr import REPO_ROOT
 from dsr import data as dsr_data
 from dsr import metrics as M
-from dsr.config import RunConfig
+from dsr.config import EVAL_ONLY, NOT_IDENTITY, RunConfig, sweep_points
 from dsr.method import Method
 from dsr.results import SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
 
 PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
+MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
+              "state_dict")
+# samples x time steps per forward of a latency sweep: the network holds every step of every
+# layer at once ([T*B, ...]), so a sweep to T_max evaluates 8192 // T_max images at a time
+# (eval_batch_size 256 at T = 32; at T = 1024 a CIFAR ResNet-18 layer is 2 GB, not 68)
+SWEEP_SAMPLE_STEPS = 8192
 
 
 class TrainingError(RuntimeError):
@@ -243,10 +252,11 @@ def finite_state(model: nn.Module) -> bool:
 
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
-        dataset_plugins: dict[str, str] | None = None) -> dict:
+        save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None) -> dict:
     """Train and evaluate one configuration with `method_cls` (as `dsr.run.resolve` returns
-    them); write `out` (metrics.json) atomically at the end. dataset_plugins registers
-    out-of-tree datasets ({key: module:Class})."""
+    them); write `out` (metrics.json) atomically at the end, and with `save_model` the trained
+    weights (a model.pt that `convert` loads) before it. dataset_plugins registers out-of-tree
+    datasets ({key: module:Class})."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
@@ -259,6 +269,8 @@ def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
                          dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
                          plugins=dataset_plugins)
     method: Method = method_cls(cfg)
+    if method.source_method is not None:
+        method.converted = False  # training its ANN: evaluate that ANN (`convert` converts it)
     model = method.build(cfg.arch, data.info).to(device)
     trainer = Trainer(cfg, method, data, device, dist, log)
 
@@ -321,16 +333,153 @@ def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
         last = trainer.evaluate(model, method, synops=True)
     metrics = final_metrics(cfg, method, trainer, last, history, start, dist)
     if dist.main:
+        if save_model is not None:
+            write_model(save_model, model, cfg, metrics)
         write_metrics(out, metrics)
     return metrics
 
 
+def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str, Any]) -> None:
+    """The trained weights with what produced them (the last epoch's: what conversion uses)."""
+    state = {"method": cfg.method, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed,
+             "config": cfg.to_dict(), "config_hash": cfg.hash,
+             "accuracy": metrics["accuracy"]["final"],
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+
+
+# ---- conversion: one trained ANN, evaluated over a latency sweep ------------------------------
+
+
+def load_model(path: Path, cfg: RunConfig, method: Method) -> dict[str, Any]:
+    """A model.pt written by `write_model`, checked against the conversion run `cfg`."""
+    where = f"--from-checkpoint {path}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"{where}: no such file; train the {method.source_method} run that "
+                            "writes it first (python -m dsr.run ... --save-model PATH)") from None
+    except Exception as e:  # truncated or not a torch file: never a bare traceback
+        raise TrainingError(f"{where}: unreadable ({type(e).__name__}); rerun the job that "
+                            "wrote it") from None
+    if not isinstance(state, dict) or not all(k in state for k in MODEL_KEYS):
+        raise TrainingError(f"{where}: not a model.pt of `python -m dsr.run --save-model`")
+    if state["method"] != method.source_method:
+        raise TrainingError(f"{where}: holds a {state['method']!r} model; {cfg.method} converts "
+                            f"the model.pt of a {method.source_method!r} run")
+    for name in ("dataset", "arch", "seed"):
+        if state[name] != getattr(cfg, name):
+            raise TrainingError(f"{where}: trained with {name}={state[name]!r}, this run has "
+                                f"{name}={getattr(cfg, name)!r}; pass the same --{name}")
+    trained, mine = state["config"]["train"], dataclasses.asdict(cfg.train)
+    for key, value in mine.items():
+        if key not in NOT_IDENTITY + EVAL_ONLY and trained.get(key) != value:
+            raise TrainingError(f"{where}: trained with {key}={trained.get(key)!r}, this run "
+                                f"says {key}={value!r}; pass the --epochs/--set of the run "
+                                "that trained it")
+    if method.source_method == cfg.method:  # its own ANN (qcfs): the same hyperparameters
+        for key, value in cfg.params.items():
+            if state["config"]["params"].get(key) != value:
+                raise TrainingError(f"{where}: trained with {key}="
+                                    f"{state['config']['params'].get(key)!r}, this run says "
+                                    f"{key}={value!r}; pass the --set of the run that trained it")
+    return state
+
+
+def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
+            extra_points: list[int], log=print,
+            dataset_plugins: dict[str, str] | None = None) -> dict:
+    """Convert a trained ANN (`source`, a model.pt) once and evaluate it for T_max =
+    cfg.time_steps steps; write `out` with the latency sweep: accuracy, SynOps and energy of
+    every prefix t in `sweep_points` from the same pass (the SNN is causal and its input
+    constant, so the running mean of the output over the first t steps is the T = t result)."""
+    start = started()
+    device = pick_device(cfg.train.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TrainingError("conversion evaluates in one process; run it without torchrun")
+    torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    method = method_cls(cfg)
+    if method.source_method is None:
+        raise TrainingError(f"--from-checkpoint converts a trained ANN; {cfg.method} is not an "
+                            "ANN-to-SNN conversion method")
+    state = load_model(source, cfg, method)
+    t = cfg.train
+    data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
+                         train_subset=t.train_subset, test_subset=t.test_subset,
+                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
+                         plugins=dataset_plugins)
+    ann = method.build(cfg.arch, data.info)
+    try:
+        ann.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise TrainingError(f"--from-checkpoint {source}: does not fit {cfg.method}'s "
+                            f"{cfg.arch} ({str(e).splitlines()[0]})") from None
+    ann = ann.to(device).eval()
+    remove_stale_temps(out)
+    T = cfg.time_steps
+    points = sweep_points(T, extra_points)
+    t0 = time.perf_counter()
+    net = method.inference_model(ann, data).eval()  # calibrates on training batches
+    if net.output_neuron is not None:
+        raise TrainingError(f"{cfg.method}: the latency sweep reads the FC outputs of a network "
+                            "without an output neuron")
+    layers = method.spiking_layers(net)
+    counter, ops = M.SpikeCounter(layers), M.SynOpsCounter(net, layers, time_steps=T)
+    outputs: list[torch.Tensor] = []
+    grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))
+    prefix = torch.tensor(points, device=device) - 1
+    correct, seen = torch.zeros(len(points), dtype=torch.long), 0
+    chunk = max(1, SWEEP_SAMPLE_STEPS // T)
+    try:
+        with torch.no_grad(), counter.attach(), ops.attach():
+            for batch, labels in data.batches("test", t.eval_batch_size, device=device):
+                # batch [B, ...] or [T, B, ...]: the sample axis is the 4th from the end
+                for x, y in zip(batch.split(chunk, batch.dim() - 4), labels.split(chunk),
+                                strict=True):
+                    outputs.clear()
+                    net(x)
+                    (seq,) = outputs  # [T, B, K]: the FC's output at every step
+                    running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
+                    correct += (running.argmax(-1) == y).sum(1).cpu()
+                    seen += len(y)
+    finally:
+        grab.remove()
+    M.sync(device)
+    seconds = time.perf_counter() - t0
+    if seen == 0:
+        raise TrainingError("the test split is empty; nothing to evaluate")
+    sweep = []
+    for i, p in enumerate(points):
+        rep = ops.report(seen, t.pj_per_ac, t.pj_per_mac, steps=p)
+        sweep.append({"T": p, "accuracy": int(correct[i]) / seen, "synops": rep["total_ac"],
+                      "energy_pj": rep["energy_pj"]})
+        log(f"[{cfg.method} {cfg.dataset} seed={cfg.seed}] T={p} acc "
+            f"{100 * sweep[-1]['accuracy']:.2f}% SynOps {rep['total_ac']:.4g}")
+    trainer = Trainer(cfg, method, data, device, Dist(), log)
+    last = Evaluation(sweep[-1]["accuracy"], net, counter, ops.report(seen, t.pj_per_ac,
+                                                                      t.pj_per_mac))
+    history = {"accuracy": [last.accuracy], "loss": [], "seconds": [],
+               "rate": [counter.total()]}
+    metrics = final_metrics(cfg, method, trainer, last, history, start, Dist(), batch=chunk)
+    metrics["latency_sweep"] = {"T_max": T, "points": sweep}
+    metrics["converted_from"] = {"path": str(source), "method": state["method"],
+                                 "config_hash": state["config_hash"],
+                                 "accuracy": state["accuracy"]}
+    metrics["cost"]["eval_seconds"] = seconds
+    write_metrics(out, metrics)
+    return metrics
+
+
 def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, last: Evaluation,
-                  history: dict[str, list], start: Start, dist: Dist) -> dict[str, Any]:
+                  history: dict[str, list], start: Start, dist: Dist,
+                  batch: int | None = None) -> dict[str, Any]:
+    """metrics.json; latency is timed at batch 1 and at `batch` (default eval_batch_size)."""
     device, data = trainer.device, trainer.data
     net, counter = last.net, last.counter
     names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]
-    x, _ = next(iter(data.batches("test", cfg.train.eval_batch_size, device=device)))
+    x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
     one = x[..., :1, :, :, :] if x.dim() == 5 else x[:1]
     fn = lambda inp: method.logits(net, inp)  # noqa: E731
     reps = cfg.train.latency_batches

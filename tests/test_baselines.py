@@ -56,11 +56,27 @@ def make_run(argv: list[str]):
 # ---- every method through the CLI -----------------------------------------------------------
 
 
+def trained_source(key: str, tmp_path) -> list[str]:
+    """Conversion methods never train: train the model they convert (the ann run, or QCFS's
+    quantised ANN at T = 1) with --save-model; the arguments that convert it."""
+    cls = registry.get(key)
+    if cls.source_method is None:
+        return []
+    source = cls.source_method
+    model = tmp_path / source / "model.pt"
+    rc = main(["--method", source, "--time-steps", "1", "--epochs", "3", *SMALL,
+               *settings(source), "--save-model", str(model),
+               "--out", str(tmp_path / source / "metrics.json")])
+    assert rc == 0 and model.is_file()
+    return ["--from-checkpoint", str(model), "--sweep-points", "3"]
+
+
 @pytest.mark.parametrize("key", sorted(registry.METHODS))
 def test_every_method_trains_on_digits(key, tmp_path):
-    out = tmp_path / key / "metrics.json"
+    out = tmp_path / key / "converted" / "metrics.json"
+    convert = trained_source(key, tmp_path)
     rc = main(["--method", key, "--time-steps", str(time_steps(key)), "--epochs", "3", *SMALL,
-               *settings(key), "--out", str(out)])
+               *settings(key), *convert, "--out", str(out)])
     assert rc == 0
     m = read_metrics(out)  # validates against the schema
     assert m["method"] == key
@@ -71,7 +87,71 @@ def test_every_method_trains_on_digits(key, tmp_path):
         assert 0 < rate < 1 and len(m["firing_rate"]["layer_names"]) > 0
     else:
         assert rate is None
+    if convert:  # one pass to T_max = 32, read at every power of two and at T = 3
+        sweep = m["latency_sweep"]
+        assert sweep["T_max"] == 32 and [p["T"] for p in sweep["points"]] == [
+            1, 2, 3, 4, 8, 16, 32]
+        assert sweep["points"][-1]["accuracy"] == m["accuracy"]["best"]
+        assert sweep["points"][-1]["synops"] == m["synops"]["total_ac"]
+        synops = [p["synops"] for p in sweep["points"]]
+        assert synops == sorted(synops) and synops[0] > 0
+        assert m["converted_from"]["path"].endswith("model.pt")
 
+
+def test_sweep_prefixes_equal_runs_at_that_t(tmp_path, monkeypatch):
+    """Accuracy, SynOps and energy at prefix t of one T_max pass equal a T = t conversion, and
+    splitting the test batches to bound memory changes nothing."""
+    import dsr.train
+
+    convert = trained_source("conversion", tmp_path)
+    got = {}
+    for T, chunk in ((4, None), (16, None), (16, 7)):
+        if chunk:  # 7 images per forward instead of the whole test batch
+            monkeypatch.setattr(dsr.train, "SWEEP_SAMPLE_STEPS", T * chunk)
+        out = tmp_path / f"T{T}-{chunk}" / "metrics.json"
+        assert main(["--method", "conversion", "--time-steps", str(T), "--epochs", "3", *SMALL,
+                     *convert, "--out", str(out)]) == 0
+        got[T, chunk] = read_metrics(out)
+    whole, split = got[16, None]["latency_sweep"], got[16, 7]["latency_sweep"]
+    assert [p["accuracy"] for p in whole["points"]] == [p["accuracy"] for p in split["points"]]
+    assert [p["synops"] for p in whole["points"]] == pytest.approx(
+        [p["synops"] for p in split["points"]], rel=1e-12)
+    got = {4: got[4, None], 16: got[16, None]}
+    short = got[4]["latency_sweep"]["points"][-1]
+    same = next(p for p in got[16]["latency_sweep"]["points"] if p["T"] == 4)
+    assert same["accuracy"] == short["accuracy"]
+    assert same["synops"] == pytest.approx(short["synops"], rel=1e-12)
+    assert same["energy_pj"] == pytest.approx(short["energy_pj"], rel=1e-12)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "conversion", "--time-steps", "8"],
+     "conversion never trains: it converts the model.pt of the 'ann' run; pass "
+     "--from-checkpoint"),
+    (["--method", "qcfs", "--time-steps", "8"], "qcfs trains its ANN with --time-steps 1"),
+    (["--method", "dsr-if", "--time-steps", "4", "--from-checkpoint", "m.pt"],
+     "dsr-if is not an ANN-to-SNN conversion method"),
+    (["--method", "conversion", "--time-steps", "8", "--from-checkpoint", "m.pt",
+      "--sweep-points", "16"], "--sweep-points 16 is above --time-steps 8"),
+    (["--method", "conversion", "--time-steps", "8", "--from-checkpoint", "no-such.pt"],
+     "--from-checkpoint no-such.pt: no such file; train the ann run"),
+])
+def test_conversion_stage_errors_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main([*argv, "--dataset", "digits", "--out", str(tmp_path / "metrics.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_conversion_refuses_a_model_trained_otherwise(tmp_path, capsys):
+    convert = trained_source("conversion", tmp_path)
+    out = tmp_path / "c" / "metrics.json"
+    rc = main(["--method", "conversion", "--time-steps", "4", "--epochs", "3", *SMALL,
+               "--set", "lr=0.05", *convert, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc != 0 and "trained with lr=0.1, this run says lr=0.05" in err
+    assert not out.exists()
 
 # ---- conversion: the SNN approaches its ANN as T grows ---------------------------------------
 

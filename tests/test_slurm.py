@@ -85,7 +85,7 @@ def workflow(tmp_path: Path) -> Workflow:
         args=("reproduce_table", "--configfile", str(config)),  # --configfile takes several
         outputs=(run_path(tmp_path, "dsr-if", 2), run_path(tmp_path, "ann", 1),
                  tmp_path / "tables/slurmci/digits.md"),
-        rules=frozenset({"train"}),
+        rules=frozenset({"train", "train_model"}),  # the ann run also writes model.pt
     )
 
 

@@ -25,8 +25,11 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import aggregate  # noqa: E402
 
-PAPER_TRAINING_JOBS = 298  # stated in config/paper.yaml
-DEFAULT_TRAINING_JOBS = 44  # 7 methods x 3 T x 2 seeds + ANN x 2 seeds
+PAPER_TRAINING_JOBS = 240  # stated in config/paper.yaml
+PAPER_CONVERT_JOBS = 44
+# 5 directly trained methods x 3 T x 2 seeds + (ANN, QCFS's ANN) x 2 seeds; 2 sweeps x 2 seeds
+DEFAULT_TRAINING_JOBS, DEFAULT_CONVERT_JOBS = 34, 4
+CONVERSION = {"conversion": "ann", "qcfs": "qcfs"}  # method -> whose model it converts
 DEFAULT_SWEEP_JOBS = 8  # DSR-IF at T = 4: 4 initial thresholds x 2 seeds
 
 
@@ -59,16 +62,26 @@ def experiment(**changes) -> dict:
     return exp
 
 
-def grid_size(cfg: dict) -> int:
-    """Training jobs a config asks for, counted independently of common.smk."""
-    total = 0
+def grid_size(cfg: dict) -> tuple[int, int]:
+    """(training jobs, conversion jobs) a config asks for, counted independently of common.smk:
+    a conversion method adds one job per (arch, seed) and needs its source model trained once
+    per (dataset, arch, seed), shared with the `ann` run of the same cell."""
+    trained, converted = set(), 0
     for exp in cfg["experiments"]:
         for method in exp["methods"]:
             per = (exp.get("per_method") or {}).get(method, {})
-            values = [len(v) for v in (per.get("sweep") or {}).values()] or [1]
-            total += (len(exp["archs"]) * len(per.get("time_steps", exp["time_steps"]))
-                      * len(per.get("seeds", exp["seeds"])) * values[0])
-    return total
+            for arch in exp["archs"]:
+                for seed in per.get("seeds", exp["seeds"]):
+                    if method in CONVERSION:
+                        converted += 1
+                        trained.add((exp["dataset"], arch, CONVERSION[method], 1, seed))
+                        continue
+                    values = [f"{k}={v}" for k, vs in (per.get("sweep") or {}).items()
+                              for v in vs] or [None]
+                    for T in per.get("time_steps", exp["time_steps"]):
+                        for value in values:
+                            trained.add((exp["dataset"], arch, method, T, seed, value))
+    return len(trained), converted
 
 
 def error_lines(out: subprocess.CompletedProcess) -> list[str]:
@@ -78,17 +91,54 @@ def error_lines(out: subprocess.CompletedProcess) -> list[str]:
 # ---- grid expansion, config errors and lint (parse only, nothing runs) ----------------------
 
 
-def test_paper_grid_plans_every_training_job(tmp_path: Path) -> None:
+def commands(out: subprocess.CompletedProcess) -> list[dict]:
+    """The dsr.run calls of a `snakemake -n -p` dry run, as {flag: value} (repeated --set kept
+    as a list)."""
+    calls = []
+    for line in out.stdout.splitlines():
+        if "-m dsr.run" not in line:
+            continue
+        words = line.split("-m dsr.run", 1)[1].split(">")[0].split()
+        flags: dict = {"set": []}
+        for flag, value in zip(words[::2], words[1::2], strict=True):
+            if flag == "--set":
+                flags["set"].append(value)
+            else:
+                flags[flag.removeprefix("--")] = value
+        calls.append(flags)
+    return calls
+
+
+def test_paper_grid_trains_each_ann_once(tmp_path: Path) -> None:
     text = (ROOT / "config" / "paper.yaml").read_text()
-    assert grid_size(yaml.safe_load(text)) == PAPER_TRAINING_JOBS
-    assert f"Expected training jobs: {PAPER_TRAINING_JOBS}" in text
+    assert grid_size(yaml.safe_load(text)) == (PAPER_TRAINING_JOBS, PAPER_CONVERT_JOBS)
+    assert (f"Expected jobs: {PAPER_TRAINING_JOBS} training jobs" in text
+            and f"and {PAPER_CONVERT_JOBS} `convert` jobs" in text)
     data_before = (ROOT / "data").exists()
-    out = snakemake("-n", "--configfile", "config/paper.yaml", "--config",
+    out = snakemake("-n", "-p", "--configfile", "config/paper.yaml", "--config",
                     f"results_dir={tmp_path}/results", f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = planned(out)
-    assert jobs["train"] == PAPER_TRAINING_JOBS
+    assert jobs["train"] + jobs["train_model"] == PAPER_TRAINING_JOBS
+    assert jobs["convert"] == PAPER_CONVERT_JOBS
     assert jobs["tables"] == jobs["figures"] == 1
+    calls = commands(out)
+    # exactly one ReLU-ANN training per (dataset, arch, seed) and one QCFS training per
+    # (dataset, arch, seed, L), each saving the model its conversion jobs load
+    anns = [(c["dataset"], c["arch"], c["seed"]) for c in calls if c["method"] == "ann"]
+    qcfs = [(c["dataset"], c["arch"], c["seed"], c["save-model"].split("/")[-3])
+            for c in calls if c["method"] == "qcfs" and "from-checkpoint" not in c]
+    assert len(anns) == len(set(anns)) == 2 * 3 + 5 * 3 + 1  # cifar10/100, deep, imagenet
+    assert len(qcfs) == len(set(qcfs)) == len(anns)
+    assert {q[3] for q in qcfs} == {"L4", "L16"}
+    sources = {c["out"].removesuffix("metrics.json") + "model.pt" for c in calls
+               if "save-model" in c}
+    conversions = [c for c in calls if c["method"] in CONVERSION]
+    for c in conversions:  # never trains: loads a trained model, sweeps to T_max
+        if "from-checkpoint" in c:
+            assert c["from-checkpoint"] in sources and int(c["time-steps"]) >= 256
+    assert sum("from-checkpoint" in c for c in conversions) == PAPER_CONVERT_JOBS
+    assert all(c["time-steps"] == "1" for c in conversions if "from-checkpoint" not in c)
     assert not (tmp_path / "results").exists() and not (tmp_path / "tables").exists()
     assert (ROOT / "data").exists() == data_before  # no data folder made, nothing read
 
@@ -99,13 +149,27 @@ def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     assert set(exp["methods"]) == set(registry.METHODS)
     assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 2
     assert vth["per_method"]["dsr-if"]["sweep"] == {"v_th": [1, 2, 4, 6]}
-    assert grid_size(cfg) == DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS
+    assert grid_size(cfg) == (DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS, DEFAULT_CONVERT_JOBS)
     out = snakemake("-n", "--config", f"results_dir={tmp_path}/results",
                     f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = planned(out)
-    assert jobs["train"] == DEFAULT_TRAINING_JOBS
+    assert jobs["train"] + jobs["train_model"] == DEFAULT_TRAINING_JOBS
     assert jobs["train_variant"] == DEFAULT_SWEEP_JOBS
+    assert jobs["convert"] == DEFAULT_CONVERT_JOBS
+    graph = snakemake("--rulegraph", "--config", f"results_dir={tmp_path}/results",
+                      f"tables_dir={tmp_path}/tables")
+    ids = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', graph.stdout, re.M))
+    edges = {(ids[a], ids[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", graph.stdout, re.M)}
+    # conversion jobs depend on a trained model, never on a training job of their own
+    assert ("train_model", "convert") in edges and ("train", "convert") not in edges
+
+
+def test_conversion_source_map_matches_the_methods() -> None:
+    for method, source in CONVERSION.items():
+        assert registry.get(method).source_method == source
+    assert {k for k in registry.METHODS if registry.get(k).source_method is not None} == set(
+        CONVERSION)
 
 
 def test_sweep_trains_each_value_as_its_own_run(tmp_path: Path) -> None:
@@ -137,6 +201,26 @@ def test_training_command_quotes_config_values(tmp_path: Path) -> None:
            "--epochs 5 --mode exact" in cmd
     assert f"--out {tmp_path}/results/runs/digits/preact_resnet8/dsr-if/T2/seed0/metrics.json" \
         in cmd
+
+
+def test_conversion_jobs_take_their_models_training_settings(tmp_path: Path) -> None:
+    exp = experiment(methods=["ann", "conversion", "qcfs"], time_steps=[2], seeds=[0],
+                     firing_rates=[], per_method={
+                         "ann": {"time_steps": [1], "mode": "exact", "set": {"lr": 0.05}},
+                         "qcfs": {"set": {"L": 8}},
+                         "conversion": {"set": {"percentile": 99.0, "test_subset": 100}}})
+    out = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, [exp])))
+    assert out.returncode == 0, out.stderr[-2000:]
+    calls = {(c["method"], "from-checkpoint" in c): c for c in commands(out)}
+    assert len(calls) == 4  # the ANN once, QCFS's ANN once, two conversion jobs
+    runs = f"{tmp_path}/results/runs/digits/preact_resnet8"
+    assert calls["qcfs", False]["save-model"] == f"{runs}/qcfs/L8/seed0/model.pt"
+    assert calls["qcfs", True]["from-checkpoint"] == f"{runs}/qcfs/L8/seed0/model.pt"
+    conversion = calls["conversion", True]
+    assert conversion["from-checkpoint"] == f"{runs}/ann/T1/seed0/model.pt"
+    assert conversion["set"] == ["lr=0.05", "percentile=99.0", "test_subset=100"]
+    assert conversion["out"] == f"{runs}/conversion/T64/seed0/metrics.json"
+    assert conversion["sweep-points"] == "2" and "epochs" in conversion
 
 
 def test_unregistered_method_is_a_one_line_error(tmp_path: Path) -> None:
@@ -191,8 +275,19 @@ def test_plugin_dataset_is_accepted_and_passed_to_the_trainer(tmp_path: Path) ->
          "value 'a/b' cannot be a path segment"),
         ([experiment(per_method={"dsr-if": {"sweep": {"v_th": []}}})],
          "config: experiments.0.per_method.dsr-if.sweep.v_th"),
+        ([experiment(methods=["conversion"], time_steps=[2, 128], firing_rates=[])],
+         "experiment 'digits': latency_sweep 64 is below its largest time step 128; set "
+         "latency_sweep to at least 128"),
+        ([experiment(methods=["ann", "conversion"], firing_rates=[],
+                     per_method={"conversion": {"epochs": 3}})],
+         "per_method.conversion.epochs: conversion never trains (it converts the 'ann' run's "
+         "model.pt); set epochs under per_method.ann"),
+        ([experiment(methods=["conversion"], firing_rates=[],
+                     per_method={"conversion": {"set": {"lr": 0.05, "percentile": 99}}})],
+         "per_method.conversion.set.lr: conversion never trains"),
     ],
     ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run",
+         "latency-sweep", "conversion-epochs", "conversion-set",
          "sweep-two-params", "sweep-and-set", "sweep-firing-rates", "sweep-bad-value",
          "sweep-empty"],
 )
@@ -242,7 +337,7 @@ def test_figures_from_cache_renders_what_exists_and_names_the_rest(tmp_path: Pat
     assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 4 | 1/2 |" in md
     assert "| DSR (LIF) | – | PreAct-ResNet-8 | 4 | 0/2 | not run | not run |" in md
     assert len((tables / "runs.csv").read_text().splitlines()) == 1 + 5
-    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
+    for kind in ("accuracy_vs_T", "latency", "pareto", "cost", "firing_rates"):
         for ext in ("png", "pdf"):
             assert (tables / "figures" / f"digits_{kind}.{ext}").stat().st_size > 1000
 
@@ -268,6 +363,45 @@ def test_sweep_rows_and_figure_carry_the_value(tmp_path: Path) -> None:
     assert sorted(runs["variant"].dropna()) == ["v_th=1", "v_th=1", "v_th=4"]
     for ext in ("png", "pdf"):
         assert (tables / "figures" / f"digits_sweep.{ext}").stat().st_size > 1000
+
+
+def test_conversion_sweep_fills_its_rows_and_missing_conversions_are_listed(
+        tmp_path: Path) -> None:
+    """One conversion job per seed fills a row at every T of its sweep; a config whose
+    conversion runs are missing still renders every table and figure from the cache."""
+    exp = experiment(methods=["dsr-if", "ann", "conversion", "qcfs"], firing_rates=["dsr-if"],
+                     per_method={"ann": {"time_steps": [1]}}, latency_sweep=16)
+    cfg = write_config(tmp_path, [exp])
+    fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-if", 4): [0, 1], ("ann", 1): [0, 1]})
+    m = synthetic_metrics("conversion", "digits", "preact_resnet8", 16, 0, 5, random.Random(0))
+    m["latency_sweep"] = {"T_max": 16, "points": [
+        {"T": T, "accuracy": 0.1 + 0.05 * T, "synops": 1000.0 * T, "energy_pj": 900.0 * T}
+        for T in (1, 2, 4, 8, 16)]}
+    path = tmp_path / "results/runs/digits/preact_resnet8/conversion/T16/seed0"
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(m))  # seed 1 and every QCFS run missing
+    dry = snakemake("-n", "figures_from_cache", "--configfile", str(cfg))
+    assert planned(dry) == {"figures_from_cache": 1}
+    out = snakemake("figures_from_cache", "--cores", "1", "--profile", "profiles/figures",
+                    "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "3 of 10 runs of configuration `t` are missing or stale" in out.stdout
+    tables = tmp_path / "tables" / "t"
+    missing = (tables / "MISSING.md").read_text()
+    assert "| digits | PreAct-ResNet-8 | QCFS | 16 | 0, 1 | – |" in missing
+    assert "| digits | PreAct-ResNet-8 | ANN-to-SNN conversion | 16 | 1 | – |" in missing
+    md = (tables / "digits.md").read_text()
+    for T, acc in ((1, "15.00"), (2, "20.00"), (4, "30.00"), (8, "50.00"), (16, "90.00")):
+        assert f"| ANN-to-SNN conversion | synthetic | PreAct-ResNet-8 | {T} | 1/2 | {acc}" in md
+        assert f"| QCFS | – | PreAct-ResNet-8 | {T} | 0/2 | not run | not run |" in md
+    runs = aggregate.pd.read_csv(tables / "runs.csv")
+    sweep = runs[runs["method"] == "conversion"].sort_values("T")
+    assert list(sweep["T"]) == [1, 2, 4, 8, 16] and list(sweep["configured"]) == [
+        False, True, True, False, False]
+    assert list(sweep["synops_ac"]) == [1000.0 * T for T in (1, 2, 4, 8, 16)]
+    assert len(runs) == 4 + 2 + 5
+    for kind in ("accuracy_vs_T", "latency", "pareto", "cost"):
+        assert (tables / "figures" / f"digits_{kind}.png").stat().st_size > 1000
 
 
 def test_figures_from_cache_with_nothing_cached_says_so(tmp_path: Path) -> None:
@@ -327,7 +461,9 @@ def test_stale_cached_run_is_listed_not_shown(tmp_path: Path) -> None:
 
 # ---- the committed reduced-scale CIFAR-10 results (config/reduced.yaml) --------------------
 
-REDUCED_RUNS = 19  # 6 SNN methods x T 2/5/10 + the ANN, one seed (config/reduced.yaml)
+# config/reduced.yaml: 4 directly trained methods x T 2/5/10 + the ANN + one conversion and one
+# QCFS job (each sweeping to T_max), one seed = 15 runs; + QCFS's quantised-ANN training = 16 files
+REDUCED_RUNS, REDUCED_FILES = 15, 16
 
 
 def test_reduced_results_regenerate_from_cache_without_training(tmp_path: Path) -> None:
@@ -339,7 +475,7 @@ def test_reduced_results_regenerate_from_cache_without_training(tmp_path: Path) 
     committed = ROOT / cfg["tables_dir"] / cfg["name"]
     results = tmp_path / "results"  # a copy: the rule writes its log under results_dir
     shutil.copytree(ROOT / cfg["results_dir"] / "runs", results / "runs")
-    assert len(list(results.rglob("metrics.json"))) == REDUCED_RUNS
+    assert len(list(results.rglob("metrics.json"))) == REDUCED_FILES
     cfg.update(results_dir=str(results), tables_dir=str(tmp_path / "tables"))
     # the data is not needed, and where it lives is not part of a run's identity
     cfg["datasets"]["cifar10"]["data_root"] = str(tmp_path / "no-data-here")
@@ -466,7 +602,7 @@ def test_one_digits_run_end_to_end(tmp_path: Path) -> None:
     rates = (tables / "digits_firing_rates.md").read_text()
     assert "DSR (IF) T=2" in rates and "| total |" in rates
     assert r"\begin{tabular}" in (tables / "digits.tex").read_text()
-    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
+    for kind in ("accuracy_vs_T", "latency", "pareto", "cost", "firing_rates"):
         assert (tables / "figures" / f"digits_{kind}.pdf").stat().st_size > 1000
     again = snakemake("-n", "reproduce_table", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -489,5 +625,5 @@ def test_default_grid_reproduces_within_ten_minutes(tmp_path: Path) -> None:
     for method in registry.METHODS:
         assert aggregate.display(method) in md
     assert "0/2" not in md and "1/2" not in md
-    assert len(list((tables / "figures").glob("*.png"))) == 4
+    assert len(list((tables / "figures").glob("*.png"))) == 5
     assert seconds <= 600, f"default grid took {seconds:.0f} s"

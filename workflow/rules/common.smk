@@ -5,7 +5,14 @@ Every experiment in the config is archs x methods x time_steps x seeds on one da
 its parameters). A run is one results path, {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/
 seed{seed}/metrics.json, shared by every experiment that names it; a swept run has one more
 segment, .../T{T}/{param}={value}/seed{seed}/, so each value is its own run and table row. Two
-experiments that would train one path differently are an error. Config values reach the shell only through shlex.quote.
+experiments that would train one path differently are an error.
+Config values reach the shell only through shlex.quote.
+
+ANN-to-SNN conversion methods (CONVERSION_SOURCES) train nothing themselves: per (arch, seed)
+one job converts a trained model.pt and evaluates it up to the experiment's latency_sweep
+(T_max), at runs/.../{method}/T{T_max}/seed{seed}/; its metrics hold every T of the table. The
+model comes from the `ann` run at T1 (conversion) or from QCFS's own quantised-ANN training at
+runs/.../qcfs/L{L}/seed{seed}/ (one per L); both write model.pt beside their metrics.json.
 """
 
 import re
@@ -20,7 +27,16 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the trainer's packages, so `import dsr` works
 from dsr import registry  # noqa: E402  (light: the method registry, no torch)
-from dsr.config import DATASET_DEFAULTS, ConfigError, format_value  # noqa: E402
+from dsr.config import (  # noqa: E402
+    DATASET_DEFAULTS,
+    EVAL_ONLY,
+    NOT_IDENTITY,
+    ConfigError,
+    TrainConfig,
+    format_value,
+    qcfs_levels,
+    sweep_points,
+)
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 REPORT = f"{workflow.basedir}/workflow/report"
@@ -30,11 +46,22 @@ RUN = "{dataset}/{arch}/{method}/T{T}/seed{seed}"  # one run's wildcards, in eve
 RUN_PATTERN = f"runs/{RUN}"
 RUN_VARIANT = "{dataset}/{arch}/{method}/T{T}/{variant}/seed{seed}"  # a swept run: variant p=v
 VARIANT_PATTERN = f"runs/{RUN_VARIANT}"
-# Resources of a training job unless the config says otherwise (runtime in minutes).
-BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
-FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost")
 VARIANT = "[a-z_][a-z0-9_]*=[^/]+"
 CLAIM_KINDS = ["absolute", "relative", "band", "latency", "depth"]
+# a run that trains a model for conversion: the ann run (stage T1) or QCFS's ANN (stage L{L})
+MODEL = "{dataset}/{arch}/{method}/{stage}/seed{seed}"
+MODEL_PATTERN = f"runs/{MODEL}"
+# Resources of a training job unless the config says otherwise (runtime in minutes).
+BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
+FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "latency")
+# conversion method -> the method whose trained model.pt it converts (ConversionMethod
+# .source_method; tests/test_workflow.py checks the two agree)
+CONVERSION_SOURCES = {"conversion": "ann", "qcfs": "qcfs"}
+# T_max of the latency sweep when an experiment does not set latency_sweep
+LATENCY_SWEEP = {"digits": 64}
+LATENCY_SWEEP_DEFAULT = 256
+# harness keys that change a trained model: a conversion run takes them from its ANN's run
+TRAINING_KEYS = frozenset(TrainConfig.__dataclass_fields__) - set(NOT_IDENTITY) - set(EVAL_ONLY)
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
@@ -43,6 +70,7 @@ wildcard_constraints:
     T="[0-9]+",
     seed="[0-9]+",
     variant=VARIANT,
+    stage="T1|L[0-9]+",
 
 
 def check_config(cfg: dict) -> dict:
@@ -72,9 +100,15 @@ class Run:
     overrides: tuple[tuple[str, str], ...]  # --set pairs, sorted
     plugin: str | None  # module:Class of an out-of-tree method
     variant: str | None = None  # "param=value" of a swept run (its value is in overrides too)
+    source: str | None = None  # conversion: the key of the run whose model.pt it converts
+    points: tuple[int, ...] = ()  # conversion: T values its sweep records besides powers of 2
+    folder: str | None = None  # a model-training stage's folder instead of T{T} (QCFS: L{L})
 
     @property
     def key(self) -> str:
+        if self.folder is not None:
+            return MODEL_PATTERN.format(dataset=self.dataset, arch=self.arch,
+                                        method=self.method, stage=self.folder, seed=self.seed)
         fields = dict(dataset=self.dataset, arch=self.arch, method=self.method, T=self.T,
                       seed=self.seed)
         if self.variant is None:
@@ -86,7 +120,9 @@ class Run:
         return {"experiment": experiment, "dataset": self.dataset, "arch": self.arch,
                 "method": self.method, "T": self.T, "seed": self.seed,
                 "path": f"{results}/{self.key}/metrics.json", "epochs": self.epochs,
-                "mode": self.mode, "set": dict(self.overrides), "variant": self.variant}
+                "mode": self.mode, "set": dict(self.overrides), "variant": self.variant,
+                "sweep": sweep_points(self.T, self.points) if self.source else None,
+                "points": list(self.points) if self.source else None}
 
 
 def merge_resources(*layers: dict | None) -> dict:
@@ -116,6 +152,8 @@ class Grid:
             self.check_experiment(exp, registered)
             for run in self.expand(exp):
                 self.add(run, exp)
+            for run in self.expand_conversions(exp):
+                self.add(run, exp, cell=run.source is not None)
 
     def check_experiment(self, exp: dict, registered: set[str]) -> None:
         where = f"config: experiment {exp['name']!r}"
@@ -144,6 +182,10 @@ class Grid:
                                   f"parameters ({', '.join(sweep)}); sweep one parameter per "
                                   "method (one figure axis), or add a second experiment")
             (param,) = sweep
+            if method in CONVERSION_SOURCES:
+                raise ConfigError(f"{where}: per_method.{method}.sweep: {method} trains nothing "
+                                  "of its own (it converts a trained model); sweep the method "
+                                  "it converts, or add an experiment per value")
             bad = [v for v in sweep[param]
                    if not re.fullmatch(r"[A-Za-z0-9._+-]+", format_value(v))]
             if bad:
@@ -162,6 +204,8 @@ class Grid:
         runs = []
         for arch in exp["archs"]:
             for method in exp["methods"]:
+                if method in CONVERSION_SOURCES:
+                    continue  # expand_conversions
                 per = (exp.get("per_method") or {}).get(method, {})
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
                 if data_root is not None:
@@ -181,7 +225,75 @@ class Grid:
                                             self.cfg["plugins"].get(method), variant))
         return runs
 
-    def add(self, run: Run, exp: dict) -> None:
+    def latency_sweep(self, exp: dict) -> int:
+        """The experiment's T_max, checked against every T its conversion rows must show."""
+        T_max = exp.get("latency_sweep", LATENCY_SWEEP.get(exp["dataset"], LATENCY_SWEEP_DEFAULT))
+        per = exp.get("per_method") or {}
+        largest = max(t for m in exp["methods"]
+                      for t in (per.get(m) or {}).get("time_steps", exp["time_steps"]))
+        if T_max < largest:
+            raise ConfigError(f"config: experiment {exp['name']!r}: latency_sweep {T_max} is "
+                              f"below its largest time step {largest}; set latency_sweep to at "
+                              f"least {largest}")
+        return T_max
+
+    def expand_conversions(self, exp: dict) -> list[Run]:
+        """Per (arch, seed) of each conversion method: the run that trains the model it converts
+        (no table cell unless that method is listed itself) and the one conversion job."""
+        methods = [m for m in exp["methods"] if m in CONVERSION_SOURCES]
+        if not methods:
+            return []
+        where = f"config: experiment {exp['name']!r}: per_method"
+        T_max = self.latency_sweep(exp)
+        data_root = self.cfg["datasets"].get(exp["dataset"], {}).get("data_root")
+        per_all = exp.get("per_method") or {}
+
+        def settings(method: str) -> tuple[dict, int | None]:
+            per = per_all.get(method, {})
+            sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
+            if data_root is not None:
+                sets.setdefault("data_root", data_root)
+            return sets, per.get("epochs", exp.get("epochs"))
+
+        def quoted(sets: dict) -> tuple[tuple[str, str], ...]:
+            return tuple(sorted((k, format_value(v)) for k, v in sets.items()))
+
+        runs = []
+        for method in methods:
+            per = per_all.get(method, {})
+            source = CONVERSION_SOURCES[method]
+            own_sets, _ = settings(method)
+            if source != method:
+                for key in ("epochs", "mode"):
+                    if key in per:
+                        raise ConfigError(f"{where}.{method}.{key}: {method} never trains (it "
+                                          f"converts the {source!r} run's model.pt); set {key} "
+                                          f"under per_method.{source}")
+                for key in sorted(set(per.get("set") or {}) & TRAINING_KEYS):
+                    raise ConfigError(f"{where}.{method}.set.{key}: {method} never trains (it "
+                                      f"converts the {source!r} run's model.pt); set {key} "
+                                      f"under per_method.{source}.set or the experiment's set")
+            src_sets, epochs = settings(source)
+            if source == method:
+                L = own_sets.get("L", qcfs_levels(exp["dataset"]))
+                folder, sets = f"L{L}", src_sets
+            else:
+                folder = "T1"
+                sets = {**{k: v for k, v in src_sets.items() if k in TRAINING_KEYS}, **own_sets}
+            points = tuple(sorted(set(per.get("time_steps", exp["time_steps"]))))
+            for arch in exp["archs"]:
+                for seed in per.get("seeds", exp["seeds"]):
+                    model = Run(exp["dataset"], arch, source, 1, seed, epochs,
+                                per_all.get(source, {}).get("mode"), quoted(src_sets),
+                                self.cfg["plugins"].get(source),
+                                folder=None if folder == "T1" else folder)
+                    runs.append(model)
+                    runs.append(Run(exp["dataset"], arch, method, T_max, seed, epochs, None,
+                                    quoted(sets), self.cfg["plugins"].get(method),
+                                    source=model.key, points=points))
+        return runs
+
+    def add(self, run: Run, exp: dict, cell: bool = True) -> None:
         known = self.runs.setdefault(run.key, run)
         if known != run:
             raise ConfigError(
@@ -193,12 +305,16 @@ class Grid:
         have = self.resources.get(run.key, {})
         # a run shared by two experiments gets the larger request of each resource
         self.resources[run.key] = {k: max(v, have.get(k, v)) for k, v in wanted.items()}
-        self.cells.append(run.cell(exp["name"], self.results))
+        if cell:
+            self.cells.append(run.cell(exp["name"], self.results))
 
     # ---- per-wildcards lookups for the training rule -------------------------------------
 
     def run(self, wildcards) -> Run:
-        pattern = VARIANT_PATTERN if "variant" in wildcards.keys() else RUN_PATTERN
+        if "stage" in wildcards.keys():
+            pattern = MODEL_PATTERN
+        else:
+            pattern = VARIANT_PATTERN if "variant" in wildcards.keys() else RUN_PATTERN
         key = pattern.format(**wildcards)
         if key not in self.runs:
             raise ConfigError(f"{key} is not in the configured grid ({self.cfg['name']}); "
@@ -318,7 +434,22 @@ def trainer_args(wildcards) -> str:
         args += ["--plugin", f"{run.method}={run.plugin}"]
     if run.dataset in GRID.cfg["dataset_plugins"]:
         args += ["--dataset-plugin", f"{run.dataset}={GRID.cfg['dataset_plugins'][run.dataset]}"]
+    if run.points:
+        args += ["--sweep-points", ",".join(map(str, run.points))]
     return shlex.join(args)
+
+
+def source_model(wildcards) -> str:
+    """The model.pt a conversion job converts."""
+    source = GRID.run(wildcards).source
+    if source is None:
+        raise ConfigError(f"{RUN_PATTERN.format(**wildcards)} is not a conversion job")
+    return f"{GRID.results}/{source}/model.pt"
+
+
+def convert_gpu(wildcards) -> int:
+    """A conversion job evaluates in one process: one GPU when the config gives its jobs any."""
+    return min(1, GRID.resources[GRID.run(wildcards).key]["gpu"])
 
 
 def run_resource(name: str):

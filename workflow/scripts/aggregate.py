@@ -2,10 +2,12 @@
 
 A cell is (arch, method, T) of one experiment; its accuracy is the mean +- sample std over the
 seeds present, in %. Beside it: every published.csv row that compares with it (same dataset,
-arch and T, method key in `compares_with`), marked by how its source was checked. Run by the
-`tables` rule (every run must exist) and by `figures_from_cache` (what exists is rendered, the
-rest listed). Every input is read and checked before anything is written, and each file is
-replaced atomically, so a corrupt metrics file leaves the previous tables as they were.
+arch and T, method key in `compares_with`), marked by how its source was checked. A conversion
+job (a cell with a `sweep`) is one metrics file per seed at T_max whose latency_sweep fills a
+row at every T of its sweep. Run by the `tables` rule (every run must exist) and by
+`figures_from_cache` (what exists is rendered, the rest listed). Every input is read and checked
+before anything is written, and each file is replaced atomically, so a corrupt metrics file
+leaves the previous tables as they were.
 """
 
 import math
@@ -130,6 +132,28 @@ def _mean(values: list) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def sweep_rows(metrics: dict, cell: dict) -> list[dict]:
+    """A conversion job's rows: one per latency-sweep point, at that point's T. SynOps and energy
+    are the point's (the first T steps); the firing rate is recorded over T_max only."""
+    sweep = metrics.get("latency_sweep")
+    if sweep is None:
+        raise ResultError(f"{cell['path']}: a conversion job's metrics without latency_sweep; "
+                          "delete the file and rerun its job")
+    base, syn = run_row(metrics, cell), metrics["synops"]
+    pj_ac, pj_mac = syn.get("pj_per_ac"), syn.get("pj_per_mac")
+    rows = []
+    for point in sweep["points"]:
+        ac, energy = point["synops"], point["energy_pj"]
+        mac = (None if None in (ac, energy, pj_ac) or not pj_mac
+               else (energy - pj_ac * ac) / pj_mac)
+        rows.append({**base, "T": point["T"], "acc_best": 100 * point["accuracy"],
+                     "acc_final": 100 * point["accuracy"], "synops_ac": ac, "synops_mac": mac,
+                     "energy_pj": energy,
+                     "firing_rate": base["firing_rate"] if point["T"] == sweep["T_max"] else None,
+                     "configured": point["T"] in cell["points"]})
+    return rows
+
+
 def run_row(metrics: dict, cell: dict) -> dict:
     """One run's numbers, accuracies and rates in %, memory in MB."""
     syn, cost, rate = metrics["synops"], metrics["cost"], metrics["firing_rate"]
@@ -151,13 +175,16 @@ def run_row(metrics: dict, cell: dict) -> dict:
         "peak_memory_mb": None if peak is None else peak / 2**20,
         "peak_memory_kind": cost.get("peak_memory_kind"),
         "path": cell["path"],
+        "sweep_T_max": None if cell.get("sweep") is None else cell["T"],
+        "configured": True,  # T is one of the experiment's time steps for this method
     }
 
 
 RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "variant", "T", "seed", "category",
                "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final", "synops_ac",
                "synops_mac", "energy_pj", "pj_per_ac", "pj_per_mac", "firing_rate",
-               "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind", "path"]
+               "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind", "path",
+               "sweep_T_max", "configured"]
 LAYER_COLUMNS = ["experiment", "method", "T", "seed", "layer_index", "layer", "rate"]
 
 
@@ -196,7 +223,7 @@ def collect(cells: list[dict], experiments: list[dict], strict: bool) -> Collect
                                   "--rerun-triggers mtime) so its job runs again")
             stale.append((cell, reason))
             continue
-        rows.append(run_row(metrics, cell))
+        rows += sweep_rows(metrics, cell) if cell.get("sweep") else [run_row(metrics, cell)]
         if cell["method"] in rate_methods[cell["experiment"]]:
             rates = metrics["firing_rate"]
             names = rates.get("layer_names") or []
@@ -308,12 +335,14 @@ def _published_text(rows: pd.DataFrame, sources: Sources) -> str:
 
 def experiment_cells(exp: dict, cells: list[dict]) -> list[tuple[str, str, str | None, int,
                                                                    list[int]]]:
-    """(arch, method, variant, T, seeds) of an experiment, in config order."""
+    """(arch, method, variant, T, seeds) of an experiment, in config order; a conversion job
+    gives one per T of its sweep."""
     order: dict[tuple[str, str, str | None, int], list[int]] = {}
     for c in cells:
         if c["experiment"] == exp["name"]:
-            key = (c["arch"], c["method"], c.get("variant"), c["T"])
-            order.setdefault(key, []).append(c["seed"])
+            for T in c.get("sweep") or [c["T"]]:
+                order.setdefault((c["arch"], c["method"], c.get("variant"), T), []).append(
+                    c["seed"])
     return [(a, m, v, t, s) for (a, m, v, t), s in order.items()]
 
 

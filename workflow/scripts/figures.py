@@ -2,6 +2,7 @@
 
 Per experiment: accuracy vs time steps per method (mean +- sample std over seeds, published
 values as hollow diamonds, T = 1 runs such as the ANN as a dashed reference line), accuracy vs
+latency on a log axis (conversion methods as curves over their latency sweep), accuracy vs
 energy or SynOps with its Pareto front, training time and peak memory vs T, and where the config
 asks for it Fig. S1 as the paper draws it (per-layer firing rates, one panel per neuron model,
 one bar per T, the network total last, the 20 % line and the total band shaded). A figure whose
@@ -16,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -143,6 +145,11 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
                                                  else f", {display(p['arch'])}"))
         ax.annotate(f"T={p['T']}", (p["cost"], p["acc_best"]), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
+    swept = runs.loc[runs["sweep_T_max"].notna(), "method"].unique()
+    for (arch, method), curve in points[points["method"].isin(swept)].groupby(["arch", "method"]):
+        curve = curve.sort_values("T")  # a conversion method's latency sweep: one curve
+        ax.plot(curve["cost"], curve["acc_best"], color=colors[display(method)], lw=1,
+                alpha=0.6, marker=markers.get(arch, "o"), ms=0)
     front = pareto_front(points, "cost")
     ax.step(front["cost"], front["acc_best"], where="post", ls=":", color="grey",
             label="Pareto front")
@@ -153,6 +160,53 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
     ax.legend(unique.values(), unique.keys(), fontsize=7, bbox_to_anchor=(1.02, 1),
               loc="upper left")
     ax.set(title=title, xlabel=label, ylabel=ACCURACY_LABEL)
+    fig.tight_layout()
+    return fig
+
+
+def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
+    """Accuracy vs time steps on a log axis: conversion sweeps as curves, trained methods as
+    points, the ANN as a line (the latency story: accuracy at low T against T up to T_max)."""
+    title = figure_title(exp, "accuracy vs latency")
+    if runs.empty:
+        return note(title, "No cached run of this experiment yet.")
+    colors = palette(exp["methods"])
+    fig, axes = _panels(len(exp["archs"]), width=6.0, height=4.2)
+    for ax, arch in zip(axes, exp["archs"], strict=True):
+        data = runs[runs["arch"] == arch]
+        swept = data["sweep_T_max"].notna()
+        stats = (data.groupby(["method", "T"], sort=False)["acc_best"]
+                 .agg(["mean", "std"]).reset_index().sort_values("T"))
+        for method in dict.fromkeys(data["method"]):
+            s = stats[stats["method"] == method]
+            c, name = colors[display(method)], display(method)
+            if swept[data["method"] == method].any():
+                ax.plot(s["T"], s["mean"], color=c, marker=".", label=f"{name} (sweep)")
+                ax.fill_between(s["T"], s["mean"] - s["std"].fillna(0),
+                                s["mean"] + s["std"].fillna(0), color=c, alpha=0.2, lw=0)
+            elif (s["T"] == 1).all() and method == "ann":
+                ax.axhline(s["mean"].iloc[0], ls="--", color=c, label=name)
+            else:
+                ax.errorbar(s["T"], s["mean"], yerr=s["std"].fillna(0), color=c, fmt="o",
+                            ms=5, capsize=3, label=name)
+        pub = published[(published["dataset"] == exp["dataset"]) & (published["arch"] == arch)
+                         & published["time_steps"].notna()]
+        for method in exp["methods"]:
+            hit = pub[pub["keys"].map(lambda k, m=method: m in k)]
+            if len(hit):
+                ax.scatter(hit["time_steps"], hit["accuracy"], marker="D", s=40,
+                           facecolors="none", edgecolors=[colors[display(method)]] * len(hit),
+                           label=f"{display(method)} published")
+        ax.set_xscale("log", base=2)
+        ticks = sorted(int(t) for t in data["T"].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])  # 1 2 4 ..., not 2^k
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set(title=display(arch), xlabel="time steps T (log scale)",
+               ylabel="test accuracy (%)")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+    fig.suptitle(title + " (mean ± std over seeds; hollow diamonds: published)")
     fig.tight_layout()
     return fig
 
@@ -271,9 +325,11 @@ def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
         if exp["sweeps"]:
             save(sweep(exp, mine), figs["sweep"])
         exp, mine = with_row_keys(exp, mine)
-        save(accuracy_vs_T(exp, mine, published), figs["accuracy_vs_T"])
+        # conversion sweeps beyond the experiment's T are the latency figure's
+        save(accuracy_vs_T(exp, mine[mine["configured"]], published), figs["accuracy_vs_T"])
+        save(latency(exp, mine, published), figs["latency"])
         save(pareto(exp, mine), figs["pareto"])
-        save(cost(exp, mine), figs["cost"])
+        save(cost(exp, mine[mine["sweep_T_max"].isna()]), figs["cost"])
         if exp["firing_rates"]:
             save(firing_rates(exp, rates[exp["name"]], band), figs["firing_rates"])
 
