@@ -74,7 +74,7 @@ def grid_size(cfg: dict) -> tuple[int, int]:
                 for seed in per.get("seeds", exp["seeds"]):
                     if method in CONVERSION:
                         converted += 1
-                        trained.add((exp["dataset"], arch, CONVERSION[method], 1, seed))
+                        trained.add((exp["dataset"], arch, CONVERSION[method], 1, seed, None))
                         continue
                     values = [f"{k}={v}" for k, vs in (per.get("sweep") or {}).items()
                               for v in vs] or [None]
