@@ -201,12 +201,11 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
         ticks = sorted(int(t) for t in data["T"].unique())
         ax.set_xticks(ticks, [str(t) for t in ticks])  # 1 2 4 ..., not 2^k
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set(title=display(arch), xlabel="time steps T (log scale)",
-               ylabel="test accuracy (%)")
+        ax.set(title=display(arch), xlabel=f"{T_LABEL} (log scale)", ylabel=ACCURACY_LABEL)
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
-    fig.suptitle(title + " (mean ± std over seeds; hollow diamonds: published)")
+        ax.legend(unique.values(), unique.keys(), loc="best")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
