@@ -25,7 +25,7 @@ test-all: $(STAMP)
 reproduce: $(STAMP)
 	$(VENV)/bin/snakemake --cores all --profile profiles/default reproduce_table
 
-# real CIFAR-10 at data/cifar10, PreAct-ResNet-20, T = 2/5/10 (config/reduced.yaml; about 74
+# real CIFAR-10 at data/cifar10, PreAct-ResNet-20, T = 2/5/10 (config/reduced.yaml; about 80
 # minutes on 2 cores); reduced-figures rebuilds its tables and figures from the committed results
 reduced: $(STAMP)
 	$(VENV)/bin/snakemake --cores all --profile profiles/default reproduce_table \
