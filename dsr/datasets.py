@@ -11,10 +11,10 @@ takes as `--dataset-plugin key=module:Class` and the workflow from its `dataset_
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from dsr.config import DATASET_DEFAULTS
+from dsr.registry import import_class
 
 DATASETS: dict[str, str] = {
     "digits": "dsr.data.digits:Digits",
@@ -46,15 +46,7 @@ def check(key: str, plugins: dict[str, str] | None = None) -> str:
 def get(key: str, plugins: dict[str, str] | None = None) -> type:
     """The dataset class registered as `key` (built-in or plugin)."""
     target = check(key, plugins)
-    module_name, _, cls_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except Exception as e:  # any import failure of a user's module: one line, not a traceback
-        raise UnknownDataset(f"dataset {key!r} points at {target!r}, which does not import ({e}); "
-                             "check the module path and that it is on PYTHONPATH") from None
-    if getattr(cls, "key", key) != key:
-        raise UnknownDataset(f"dataset class {target} declares key {cls.key!r} but is "
-                             f"registered as {key!r}; use one name everywhere")
+    cls = import_class("dataset", key, target, UnknownDataset)
     if not callable(getattr(cls, "load", None)):
         raise UnknownDataset(f"dataset class {target} has no load(root, options) method")
     return cls

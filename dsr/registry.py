@@ -30,25 +30,31 @@ def names(plugins: dict[str, str] | None = None) -> list[str]:
     return sorted({**METHODS, **(plugins or {})})
 
 
+def import_class(kind: str, key: str, target: str, error: type[Exception]) -> type:
+    """Import `target` ("module:Class") registered as `key`; a one-line `error` if it does not
+    import or declares another key. Shared by the method and dataset registries."""
+    module_name, _, cls_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except Exception as e:  # any import failure of a user's module: one line, not a traceback
+        raise error(f"{kind} {key!r} points at {target!r}, which does not import ({e}); "
+                    "check the module path and that it is on PYTHONPATH") from None
+    if getattr(cls, "key", key) != key:
+        raise error(f"{kind} class {target} declares key {cls.key!r} but is registered as "
+                    f"{key!r}; use one name everywhere")
+    return cls
+
+
 def get(key: str, plugins: dict[str, str] | None = None) -> type:
     """The method class registered as `key` (built-in or plugin), checked to be a `Method`."""
     table = {**METHODS, **(plugins or {})}
     if key not in table:
         raise UnknownMethod(f"unknown method {key!r}; choose one of {', '.join(names(plugins))} "
                             "or add one with --plugin KEY=module:Class")
-    target = table[key]
-    module_name, _, cls_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except Exception as e:  # any import failure of a user's module: one line, not a traceback
-        raise UnknownMethod(f"method {key!r} points at {target!r}, which does not import ({e}); "
-                            "check the module path and that it is on PYTHONPATH") from None
+    cls = import_class("method", key, table[key], UnknownMethod)
     from dsr.method import Method  # torch: only once a method is actually wanted
 
     if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise UnknownMethod(f"method {key!r} points at {target!r}, which is not a subclass of "
-                            "dsr.method.Method; point it at a method class")
-    if getattr(cls, "key", key) != key:
-        raise UnknownMethod(f"method class {target} declares key {cls.key!r} but is registered "
-                            f"as {key!r}; use one name everywhere")
+        raise UnknownMethod(f"method {key!r} points at {table[key]!r}, which is not a subclass "
+                            "of dsr.method.Method; point it at a method class")
     return cls
