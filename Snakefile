@@ -20,7 +20,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
-GRID = Grid(check_config(config))
+GRID = Grid(check_config(config, workflow.basedir))
 
 
 rule all:

@@ -23,10 +23,10 @@ from pathlib import Path
 from dsr import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "workflow" / "scripts"))
-import aggregate  # noqa: E402
-
 from dsr.config import PJ_PER_AC, PJ_PER_MAC  # noqa: E402
 from dsr.results import SCHEMA_VERSION, validate  # noqa: E402
+from pipeline import build, collect, render
+from pipeline import published as pub  # noqa: E402
 
 METHODS = ["dsr-if", "dsr-lif", "ann", "sg-bptt", "tet", "plif", "conversion", "qcfs"]
 ARCHS = ["preact_resnet20", "preact_resnet32", "preact_resnet44", "preact_resnet56",
@@ -107,10 +107,10 @@ def time_aggregation(files: int) -> float:
         cells, experiments = synthetic_grid(Path(tmp) / "results", files)
         outputs = outputs_for(Path(tmp) / "tables")
         start = time.perf_counter()
-        published = aggregate.load_published(REPO_ROOT / "paper_tables" / "published.csv")
-        col = aggregate.collect(cells, experiments, strict=True)
-        written, _ = aggregate.render_tables("bench", cells, experiments, outputs, col, published)
-        aggregate.write_all(written)
+        published = pub.load_published(REPO_ROOT / "paper_tables" / "published.csv")
+        col = collect.collect(cells, experiments, strict=True)
+        written, _ = render.render_tables("bench", cells, experiments, outputs, col, published)
+        build.write_all(written)
         seconds = time.perf_counter() - start
         assert len(col.runs) == files, "every synthetic file must be aggregated"
     return seconds

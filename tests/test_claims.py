@@ -11,14 +11,13 @@ import pytest
 import yaml
 
 from bench.aggregate import synthetic_metrics
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-import aggregate  # noqa: E402
-import claims  # noqa: E402
+from dsr import REPO_ROOT as ROOT
+from dsr.results import ResultError
+from pipeline import claims, collect
+from pipeline import published as pub
 
 CLAIMS = claims.load_claims(ROOT / "paper_tables" / "claims.yaml")
-PUBLISHED = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
+PUBLISHED = pub.load_published(ROOT / "paper_tables" / "published.csv")
 REDUCED = {"test": ["relative", "band"], "not_comparable": "reduced budget",
            "experiments": {"cifar10": "digits"}, "archs": {"preact_resnet18": "preact_resnet8"}}
 
@@ -28,7 +27,7 @@ def claim(claim_id: str) -> dict:
 
 
 def fixture(tmp_path: Path, runs: dict, exp: str = "digits", dataset: str = "digits",
-            arch: str = "preact_resnet8") -> tuple[list[dict], list[dict], aggregate.Collected]:
+            arch: str = "preact_resnet8") -> tuple[list[dict], list[dict], collect.Collected]:
     """Metrics files for {(method, T): {seed: changes}}; changes: acc (%), rates (%), sweep."""
     rng, cells = random.Random(0), []
     for (method, T), seeds in runs.items():
@@ -56,7 +55,7 @@ def fixture(tmp_path: Path, runs: dict, exp: str = "digits", dataset: str = "dig
     experiments = [{"name": exp, "title": exp, "dataset": dataset, "archs": [arch],
                     "methods": methods, "firing_rates": [m for m in methods
                                                          if m.startswith("dsr-")]}]
-    return cells, experiments, aggregate.collect(cells, experiments, strict=False)
+    return cells, experiments, collect.collect(cells, experiments, strict=False)
 
 
 def verdict(claim_id: str, block: dict, built: tuple) -> claims.Verdict:
@@ -68,17 +67,17 @@ def test_claims_file_covers_the_paper_and_every_kind() -> None:
     ids = {c["id"] for c in CLAIMS}
     assert {"cifar10-t20", "cifar100-t20", "cifar10-t5", "cifar100-t5", "dvs-cifar10",
             "imagenet", "deep-resnets", "firing-rate-band", "low-latency-vs-conversion"} <= ids
-    assert {c["kind"] for c in CLAIMS} == set(claims.KINDS)
+    assert {c["kind"] for c in CLAIMS} == set(claims.CLAIM_KINDS)
     assert all(c["source"].startswith(("paper", "supplement")) for c in CLAIMS)
 
 
 def test_bad_claims_file_is_a_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "claims.yaml"
     bad.write_text(yaml.safe_dump({"claims": [{**CLAIMS[0], "kind": "vibes"}]}))
-    with pytest.raises(aggregate.ResultError, match="kind 'vibes'; use one of absolute"):
+    with pytest.raises(ResultError, match="kind 'vibes'; use one of absolute"):
         claims.load_claims(bad)
     bad.write_text(yaml.safe_dump({"claims": [CLAIMS[0], CLAIMS[0]]}))
-    with pytest.raises(aggregate.ResultError, match="id used twice"):
+    with pytest.raises(ResultError, match="id used twice"):
         claims.load_claims(bad)
 
 
@@ -146,7 +145,7 @@ def test_absolute_claim_reads_the_published_row(tmp_path: Path, acc: float,
                                                 expected: str) -> None:
     built = fixture(tmp_path, {("dsr-lif", 20): {0: {"acc": acc}, 1: {"acc": acc}}},
                     exp="cifar10", dataset="cifar10", arch="preact_resnet18")
-    published = aggregate.published_for(PUBLISHED, "cifar10", "preact_resnet18", "dsr-lif", 20)
+    published = pub.published_for(PUBLISHED, "cifar10", "preact_resnet18", "dsr-lif", 20)
     v = verdict("cifar10-t20", {}, built)
     assert v.verdict == expected
     assert f"published {published['accuracy'].iloc[0]:.2f} %" in v.evidence[-1]
@@ -191,7 +190,7 @@ def test_claim_without_its_experiment_is_not_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "kinds", "cifar10"), [
     ("config", ["relative", "band"], "digits"),
     ("reduced", ["relative", "band"], "cifar10_reduced"),
-    ("paper", list(claims.KINDS), "cifar10"),
+    ("paper", list(claims.CLAIM_KINDS), "cifar10"),
 ])
 def test_each_configuration_says_which_claims_it_judges(name: str, kinds: list,
                                                         cifar10: str) -> None:

@@ -3,15 +3,10 @@ trainer arguments and the staleness check of cached runs."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from dsr import REPO_ROOT
 from dsr.config import ConfigError, format_value, parse_value
-
-sys.path.insert(0, str(REPO_ROOT / "workflow" / "scripts"))
-import aggregate  # noqa: E402
+from pipeline import collect
 
 
 @pytest.mark.parametrize("value, typ, text", [
@@ -42,4 +37,4 @@ def test_non_finite_numbers_are_refused(raw):
     ("first900", "first900", True), ("first900", "last900", False), (0.1, "none", False),
 ])
 def test_aggregate_reads_set_text_as_the_trainer_does(recorded, raw, same):
-    assert aggregate._same(recorded, raw) is same
+    assert collect.same_value(recorded, raw) is same

@@ -1,16 +1,12 @@
 """Figure style: resolution, units from the runs' recorded energy model, Fig. S1's band."""
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-import figures  # noqa: E402
-import style  # noqa: E402
+from pipeline import figures, style
 
 
 def test_png_is_written_at_200_dpi_beside_a_pdf(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
-"""The package layout's one rule: `dsr/` (method + harness) never imports `baselines/`."""
+"""The layout's rules: `dsr/` (method + harness) never imports `baselines/`, and no source file of
+the method, the baselines or the workflow grows past MAX_LINES (split it by concept instead)."""
 
 from __future__ import annotations
 
 import ast
 
 from dsr import REPO_ROOT
+
+MAX_LINES = 400
 
 
 def imported_modules(source: str) -> set[str]:
@@ -35,3 +38,12 @@ def test_dsr_never_imports_baselines() -> None:
                                                        if is_baselines(m))
                  for f in files}
     assert {f: m for f, m in offenders.items() if m} == {}
+
+
+def test_no_source_file_is_over_the_line_limit() -> None:
+    files = [f for folder in ("dsr", "baselines", "workflow") for pattern in ("*.py", "*.smk")
+             for f in (REPO_ROOT / folder).rglob(pattern)]
+    assert len(files) > 20
+    long = {str(f.relative_to(REPO_ROOT)): n for f in files
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert long == {}

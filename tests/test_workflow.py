@@ -14,16 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from bench.aggregate import synthetic_metrics
 from dsr import REPO_ROOT as ROOT
 from dsr import registry
+from dsr.results import ResultError
+from pipeline import collect, names, render, text
+from pipeline import published as pub
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-import aggregate  # noqa: E402
 
 PAPER_TRAINING_JOBS = 240  # stated in config/paper.yaml
 PAPER_CONVERT_JOBS = 44
@@ -165,13 +167,6 @@ def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     assert ("train_model", "convert") in edges and ("train", "convert") not in edges
 
 
-def test_conversion_source_map_matches_the_methods() -> None:
-    for method, source in CONVERSION.items():
-        assert registry.get(method).source_method == source
-    assert {k for k in registry.METHODS if registry.get(k).source_method is not None} == set(
-        CONVERSION)
-
-
 def test_sweep_trains_each_value_as_its_own_run(tmp_path: Path) -> None:
     exp = experiment(methods=["dsr-if", "dsr-lif"], time_steps=[2], seeds=[0], firing_rates=[],
                      per_method={"dsr-if": {"sweep": {"v_th": [1, 2.5]}}})
@@ -257,46 +252,6 @@ def test_plugin_dataset_is_accepted_and_passed_to_the_trainer(tmp_path: Path) ->
     assert "/runs/nmnist/preact_resnet8/dsr-if/T2/seed0/metrics.json" in cmd
 
 
-@pytest.mark.parametrize(
-    ("experiments", "expected"),
-    [
-        ([experiment(time_steps=[0])], "config: experiments.0.time_steps.0: 0 is less than"),
-        ([experiment(dataset="mnist")], "unknown dataset 'mnist'; choose one of cifar10, "),
-        ([experiment(firing_rates=["tet"])], "firing_rates names tet"),
-        ([experiment(), experiment()], "experiment name 'digits' is used twice"),
-        ([experiment(), experiment(name="other", epochs=3)], "differently from an earlier"),
-        ([experiment(per_method={"dsr-lif": {"sweep": {"v_th": [1], "alpha": [0.5]}}})],
-         "per_method.dsr-lif.sweep names 2 parameters"),
-        ([experiment(set={"v_th": 2}, per_method={"dsr-lif": {"sweep": {"v_th": [1, 3]}}})],
-         "per_method.dsr-lif both sets and sweeps v_th"),
-        ([experiment(per_method={"dsr-if": {"sweep": {"v_th": [1, 3]}}})],
-         "firing_rates names dsr-if, whose v_th is swept"),
-        ([experiment(firing_rates=[], per_method={"dsr-if": {"sweep": {"v_th": ["a/b"]}}})],
-         "value 'a/b' cannot be a path segment"),
-        ([experiment(per_method={"dsr-if": {"sweep": {"v_th": []}}})],
-         "config: experiments.0.per_method.dsr-if.sweep.v_th"),
-        ([experiment(methods=["conversion"], time_steps=[2, 128], firing_rates=[])],
-         "experiment 'digits': latency_sweep 64 is below its largest time step 128; set "
-         "latency_sweep to at least 128"),
-        ([experiment(methods=["ann", "conversion"], firing_rates=[],
-                     per_method={"conversion": {"epochs": 3}})],
-         "per_method.conversion.epochs: conversion never trains (it converts the 'ann' run's "
-         "model.pt); set epochs under per_method.ann"),
-        ([experiment(methods=["conversion"], firing_rates=[],
-                     per_method={"conversion": {"set": {"lr": 0.05, "percentile": 99}}})],
-         "per_method.conversion.set.lr: conversion never trains"),
-    ],
-    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run",
-         "latency-sweep", "conversion-epochs", "conversion-set",
-         "sweep-two-params", "sweep-and-set", "sweep-firing-rates", "sweep-bad-value",
-         "sweep-empty"],
-)
-def test_config_errors_are_one_line(tmp_path: Path, experiments: list, expected: str) -> None:
-    out = snakemake("-n", "--configfile", str(write_config(tmp_path, experiments)))
-    assert out.returncode != 0
-    assert any(expected in ln for ln in error_lines(out)), out.stderr[-2000:]
-
-
 def test_lint_is_clean() -> None:
     out = snakemake("--lint")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -357,9 +312,9 @@ def test_sweep_rows_and_figure_carry_the_value(tmp_path: Path) -> None:
     assert "| DSR (IF), v_th = 1 | synthetic | PreAct-ResNet-8 | 2 | 2/2 |" in md
     assert "| DSR (IF), v_th = 4 | synthetic | PreAct-ResNet-8 | 2 | 1/2 |" in md
     assert "| DSR (LIF) | synthetic | PreAct-ResNet-8 | 2 | 2/2 |" in md
-    summary = aggregate.pd.read_csv(tables / "digits.csv")
+    summary = pd.read_csv(tables / "digits.csv")
     assert sorted(summary["variant"].dropna()) == ["v_th=1", "v_th=4"]
-    runs = aggregate.pd.read_csv(tables / "runs.csv")
+    runs = pd.read_csv(tables / "runs.csv")
     assert sorted(runs["variant"].dropna()) == ["v_th=1", "v_th=1", "v_th=4"]
     for ext in ("png", "pdf"):
         assert (tables / "figures" / f"digits_sweep.{ext}").stat().st_size > 1000
@@ -394,7 +349,7 @@ def test_conversion_sweep_fills_its_rows_and_missing_conversions_are_listed(
     for T, acc in ((1, "15.00"), (2, "20.00"), (4, "30.00"), (8, "50.00"), (16, "90.00")):
         assert f"| ANN-to-SNN conversion | synthetic | PreAct-ResNet-8 | {T} | 1/2 | {acc}" in md
         assert f"| QCFS | – | PreAct-ResNet-8 | {T} | 0/2 | not run | not run |" in md
-    runs = aggregate.pd.read_csv(tables / "runs.csv")
+    runs = pd.read_csv(tables / "runs.csv")
     sweep = runs[runs["method"] == "conversion"].sort_values("T")
     assert list(sweep["T"]) == [1, 2, 4, 8, 16] and list(sweep["configured"]) == [
         False, True, True, False, False]
@@ -504,19 +459,19 @@ def test_reduced_results_regenerate_from_cache_without_training(tmp_path: Path) 
 
 
 def test_published_values_sit_beside_their_cells() -> None:
-    published = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
-    hit = aggregate.published_for(published, "cifar10", "preact_resnet18", "dsr-lif", 20)
+    published = pub.load_published(ROOT / "paper_tables" / "published.csv")
+    hit = pub.published_for(published, "cifar10", "preact_resnet18", "dsr-lif", 20)
     assert list(hit["accuracy"]) == [95.40] and list(hit["status"]) == ["confirmed-secondary"]
-    assert aggregate.published_for(published, "cifar10", "preact_resnet18", "qcfs", 4).empty
-    sources = aggregate.Sources()
-    assert aggregate._published_text(hit, sources) == "95.40 ± 0.15 [1]‡"
-    lines = aggregate.source_lines(sources)
+    assert pub.published_for(published, "cifar10", "preact_resnet18", "qcfs", 4).empty
+    sources = pub.Sources()
+    assert pub.published_text(hit, sources) == "95.40 ± 0.15 [1]‡"
+    lines = pub.source_lines(sources)
     assert lines[0].startswith("[1] DSR (LIF), PreAct-ResNet-18, T = 20: CLIF (ICML 2024)")
     assert lines[0].endswith("(‡ confirmed-secondary)")
     exp = {"name": "cifar10", "dataset": "cifar10"}
     cells = [{"experiment": "cifar10", "arch": "preact_resnet18", "method": "dsr-lif", "T": 20,
               "seed": 0}]
-    only = aggregate.published_only(exp, cells, published)
+    only = render.published_only(exp, cells, published)
     assert "DSR" in set(only["method"])  # the T = 5 row: no T = 5 cell here
     assert not ((only["method"] == "DSR") & (only["time_steps"] == 20)).any()
 
@@ -525,52 +480,52 @@ def test_published_csv_errors_name_the_row(tmp_path: Path) -> None:
     bad = tmp_path / "published.csv"
     text = (ROOT / "paper_tables" / "published.csv").read_text()
     bad.write_text(text.replace(",94.45,,confirmed-primary,", ",about 94,,confirmed-primary,"))
-    with pytest.raises(aggregate.ResultError, match=r"row 2: accuracy 'about 94' is not a"):
-        aggregate.load_published(bad)
+    with pytest.raises(ResultError, match=r"row 2: accuracy 'about 94' is not a"):
+        pub.load_published(bad)
     bad.write_text(text.replace(",94.45,,confirmed-primary,", ",94.45,,recalled,"))
-    with pytest.raises(aggregate.ResultError, match=r"row 2: status 'recalled'; use one of"):
-        aggregate.load_published(bad)
+    with pytest.raises(ResultError, match=r"row 2: status 'recalled'; use one of"):
+        pub.load_published(bad)
 
 
 def test_every_published_row_has_a_known_status_and_a_source() -> None:
-    published = aggregate.load_published(ROOT / "paper_tables" / "published.csv")
-    assert set(published["status"]) <= set(aggregate.STATUS_MARK)
+    published = pub.load_published(ROOT / "paper_tables" / "published.csv")
+    assert set(published["status"]) <= set(pub.STATUS_MARK)
     assert published["source"].str.strip().str.len().min() > 10
     # the OTTT number is its VGG-sWS network's (OTTT paper), not a ResNet-18's
     ottt = published[published["method"] == "OTTT"]
     assert list(ottt["arch"]) == ["VGG-sWS"] and list(ottt["std"]) == [0.06]
-    legend = aggregate.status_legend()
-    assert all(f"{m} = " in legend for m in aggregate.STATUS_MARK.values() if m)
+    legend = pub.status_legend()
+    assert all(f"{m} = " in legend for m in pub.STATUS_MARK.values() if m)
 
 
 def test_stale_reason_compares_recorded_config() -> None:
     m = synthetic_metrics("dsr-if", "digits", "preact_resnet8", 2, 0, 5, random.Random(0))
     cell = {"epochs": 5, "mode": None, "set": {"lr": "0.1", "data_root": "none"}}
-    assert aggregate.stale_reason(m, cell) is None
-    assert aggregate.stale_reason(m, {**cell, "set": {"lr": "0.05"}}) == \
+    assert collect.stale_reason(m, cell) is None
+    assert collect.stale_reason(m, {**cell, "set": {"lr": "0.05"}}) == \
         "ran lr=0.1, config asks lr=0.05"
-    assert aggregate.stale_reason(m, {**cell, "mode": "fast"}) == "ran mode exact, config asks fast"
+    assert collect.stale_reason(m, {**cell, "mode": "fast"}) == "ran mode exact, config asks fast"
     # data_root, device, latency repeats do not change a run's identity (dsr.config.NOT_IDENTITY)
     moved = {"data_root": "/elsewhere/cifar10", "device": "cuda", "latency_batches": "9"}
-    assert aggregate.stale_reason(m, {**cell, "set": moved}) is None
+    assert collect.stale_reason(m, {**cell, "set": moved}) is None
 
 
 def test_legend_says_when_runs_use_data_subsets() -> None:
     cell = {"experiment": "e", "set": {"test_subset": "1000", "train_subset": "4000"}}
     exp = {"name": "e", "dataset": "cifar10"}
-    text = aggregate.legend_text("c", exp, [cell, {**cell, "experiment": "other", "set": {}}])
+    text = render.legend_text("c", exp, [cell, {**cell, "experiment": "other", "set": {}}])
     assert "Trained on a fixed class-balanced subset of the train set (4,000 images). " in text
     assert "Accuracy: a fixed class-balanced subset of the test set (1,000 images), %" in text
-    full = aggregate.legend_text("c", exp, [{**cell, "set": {}}])
+    full = render.legend_text("c", exp, [{**cell, "set": {}}])
     assert "Trained on" not in full and "Accuracy: test set, %" in full
 
 
 def test_latex_escapes_and_pareto_front() -> None:
-    import figures
+    from pipeline import figures
 
-    assert aggregate.latex_escape("95.40 ± 0.15 [1]† 5% a_b") == (
+    assert text.latex_escape("95.40 ± 0.15 [1]† 5% a_b") == (
         r"95.40 $\pm$ 0.15 [1]$^\dagger$ 5\% a\_b")
-    points = aggregate.pd.DataFrame({"cost": [1.0, 2.0, 3.0, 4.0],
+    points = pd.DataFrame({"cost": [1.0, 2.0, 3.0, 4.0],
                                      "acc_best": [50.0, 40.0, 70.0, 60.0]})
     assert list(figures.pareto_front(points, "cost").index) == [0, 2]
 
@@ -623,7 +578,7 @@ def test_default_grid_reproduces_within_ten_minutes(tmp_path: Path) -> None:
     tables = tmp_path / "tables" / "default"
     md = (tables / "digits.md").read_text()
     for method in registry.METHODS:
-        assert aggregate.display(method) in md
+        assert names.display(method) in md
     assert "0/2" not in md and "1/2" not in md
     assert len(list((tables / "figures").glob("*.png"))) == 5
     assert seconds <= 600, f"default grid took {seconds:.0f} s"

@@ -21,4 +21,4 @@ rule tables:
         f"{GRID.results}/logs/{config['name']}/tables.log",
     localrule: True
     script:
-        "../scripts/aggregate.py"
+        "../scripts/tables.py"

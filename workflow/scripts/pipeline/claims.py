@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from aggregate import DASH, Collected, display, markdown_table, published_for, read
 from scipy import stats
 
-from dsr.results import ResultError
+from dsr.results import ResultError, read_metrics
+from pipeline.collect import Collected
+from pipeline.grid import CLAIM_KINDS
+from pipeline.names import DASH, display
+from pipeline.published import published_for
+from pipeline.text import markdown_table
 
-KINDS = ("absolute", "relative", "band", "latency", "depth")
 VERDICTS = ("holds", "fails", "inconclusive", "not run", "not comparable")
 # kinds whose T values are "every configured T up to the claim's largest" (the others: exact)
 UP_TO_T = ("relative", "band")
@@ -46,8 +49,9 @@ def load_claims(path: str | Path) -> list[dict]:
         absent = [k for k in REQUIRED if k not in claim]
         if absent:
             raise ResultError(f"{where}: missing {', '.join(absent)}")
-        if claim["kind"] not in KINDS:
-            raise ResultError(f"{where}: kind {claim['kind']!r}; use one of {', '.join(KINDS)}")
+        if claim["kind"] not in CLAIM_KINDS:
+            raise ResultError(f"{where}: kind {claim['kind']!r}; use one of "
+                              f"{', '.join(CLAIM_KINDS)}")
         if claim["id"] in seen:
             raise ResultError(f"{where}: id used twice; give each claim its own id")
         seen.add(claim["id"])
@@ -258,7 +262,7 @@ def _sweep(col: Collected, exp: str, arch: str, method: str) -> pd.DataFrame | N
     """Mean accuracy (%) per step of the method's recorded latency sweeps (longest sweep)."""
     points = []
     for _, run in _runs(col, exp, arch, method).iterrows():
-        sweep = read(run["path"]).get("latency_sweep")
+        sweep = read_metrics(run["path"]).get("latency_sweep")
         if sweep:
             points += [{"seed": run["seed"], "T_max": sweep["T_max"], "T": p["T"],
                         "acc": 100 * p["accuracy"]} for p in sweep["points"]]
@@ -338,7 +342,7 @@ JUDGES = {"absolute": judge_absolute, "relative": judge_relative, "band": judge_
 
 def judge(claim: dict, block: dict, experiments: list[dict], cells: list[dict],
           col: Collected, published: pd.DataFrame) -> Verdict:
-    if claim["kind"] not in block.get("test", KINDS):
+    if claim["kind"] not in block.get("test", CLAIM_KINDS):
         return Verdict("not comparable", block.get("not_comparable")
                        or f"this configuration does not judge {claim['kind']} claims")
     sc = scope(claim, block, experiments)
