@@ -92,54 +92,18 @@ def _run(job: Job) -> tuple[Job, float]:
     return job, time.perf_counter() - t0
 
 
-class _Cast:
-    """A dsr.data.Dataset whose batches come in another floating-point type."""
-
-    def __init__(self, data, dtype):
-        self.data, self.dtype, self.info = data, dtype, data.info
-
-    def num_batches(self, *args, **kw) -> int:
-        return self.data.num_batches(*args, **kw)
-
-    def batches(self, *args, **kw):
-        for x, y in self.data.batches(*args, **kw):
-            yield x.to(self.dtype), y
-
-
 def _trajectory(argv: list[str], dtype) -> dict:
     """Train the run `argv` describes through the harness in `dtype`: each step's loss and each
     epoch's test accuracy."""
-    import torch
+    from bench.harness import harness
 
-    from dsr import data as dsr_data
-    from dsr import run
-    from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
-
-    cfg, method_cls = run.resolve(run.parser().parse_args(argv))
-    t = cfg.train
-    torch.manual_seed(cfg.seed)
-    data = _Cast(dsr_data.load(cfg.dataset, t.data_root), dtype)
-    method = method_cls(cfg)
-    model = method.build(cfg.arch, data.info).to(dtype)
-    trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
-    opt = make_optimizer(model, cfg)
-    n = data.num_batches("train", t.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n))
-    losses: list[float] = []
-    loss = method.loss
-
-    def recorded(outputs, y):
-        value = loss(outputs, y)
-        losses.append(value.item())
-        return value
-
-    method.loss = recorded
-    module = trainer.training_module(model, method)
+    h = harness(argv, dtype)
+    module = h.trainer.training_module(h.model, h.method)
     accuracy = []
-    for epoch in range(t.epochs):
-        trainer.train_epoch(module, method, opt, sched, epoch)
-        accuracy.append(trainer.evaluate(model, method).accuracy)
-    return {"losses": losses, "accuracy": accuracy}
+    for epoch in range(h.cfg.train.epochs):
+        h.trainer.train_epoch(module, h.method, h.opt, h.sched, epoch)
+        accuracy.append(h.trainer.evaluate(h.model, h.method).accuracy)
+    return {"losses": h.losses, "accuracy": accuracy}
 
 
 def paired(exact: list[float], other: list[float]) -> dict:

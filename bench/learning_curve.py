@@ -19,38 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from bench.real_data import ensure_cifar10_jpeg, shared_data_root
-from dsr import REPO_ROOT, run
-from dsr import data as dsr_data
-from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
+from bench.harness import harness
+from bench.real_data import add_run_options, real_cifar10, run_argv
 
 
 def losses_per_step(argv: list[str]) -> tuple[list[float], float]:
     """One epoch of `python -m dsr.run argv` through the harness: each step's loss, seconds."""
-    cfg, method_cls = run.resolve(run.parser().parse_args(argv))
-    t = cfg.train
-    torch.manual_seed(cfg.seed)
-    data = dsr_data.load(cfg.dataset, t.data_root, train_subset=t.train_subset)
-    method = method_cls(cfg)
-    model = method.build(cfg.arch, data.info)
-    trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
-    opt = make_optimizer(model, cfg)
-    n = data.num_batches("train", t.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, n))
-    losses: list[float] = []
-    loss = method.loss
-
-    def recorded(outputs, y):
-        value = loss(outputs, y)
-        losses.append(value.item())
-        return value
-
-    method.loss = recorded
+    h = harness(argv)
     t0 = time.perf_counter()
-    trainer.train_epoch(trainer.training_module(model, method), method, opt, sched, 0)
-    return losses, time.perf_counter() - t0
+    h.trainer.train_epoch(h.trainer.training_module(h.model, h.method), h.method, h.opt, h.sched, 0)
+    return h.losses, time.perf_counter() - t0
 
 
 def plot(curves: dict[str, list[float]], title: str, out: Path) -> None:
@@ -86,11 +64,7 @@ def plot(curves: dict[str, list[float]], title: str, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.learning_curve",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--method", default="dsr-if")
-    p.add_argument("--arch", default="preact_resnet20")
-    p.add_argument("--T", type=int, default=5)
-    p.add_argument("--subset", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=64)
+    add_run_options(p, "--T", subset=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--modes", nargs="+", choices=("exact", "fast", "approx"),
                    default=["exact", "fast", "approx"])
@@ -100,18 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if "exact" not in args.modes:
         args.modes.insert(0, "exact")  # the reference every other curve is compared with
-    if shared_data_root() is None:
-        print("skipped: the real CIFAR-10 copy (../shared/data) is not present")
+    root = real_cifar10()
+    if root is None:
         return 0
-    root = ensure_cifar10_jpeg(REPO_ROOT / "data" / "cifar10")
     curves, seconds = {}, {}
     for mode in args.modes:
-        cli = ["--method", args.method, "--dataset", "cifar10", "--arch", args.arch,
-               "--time-steps", str(args.T), "--seed", str(args.seed), "--mode", mode,
-               "--epochs", "1", "--device", "cpu", "--set", f"data_root={root}",
-               "--set", f"train_subset={args.subset}", "--set", f"batch_size={args.batch_size}",
-               "--set", "warmup_iters=50", *[a for kv in args.set for a in ("--set", kv)],
-               "--out", "unused.json"]
+        cli = run_argv(args, root, "--seed", str(args.seed), "--mode", mode, "--epochs", "1",
+                       "--device", "cpu", out="unused.json")
         print("python -m dsr.run " + " ".join(cli), flush=True)
         curves[mode], seconds[mode] = losses_per_step(cli)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writerow(["step", *args.modes])
         for i, row in enumerate(zip(*curves.values(), strict=True), 1):
             w.writerow([i, *(f"{v:.6f}" for v in row)])
-    title = (f"{args.method}, {args.arch}, T = {args.T}, CIFAR-10 "
+    title = (f"{args.method}, {args.arch}, T = {args.time_steps}, CIFAR-10 "
              f"({args.subset} images, 1 epoch)")
     plot(curves, title, stem)
     steps = len(curves["exact"])

@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from bench.real_data import ensure_cifar10_jpeg, shared_data_root
+from bench.real_data import real_cifar10
 from dsr import REPO_ROOT, registry
 from dsr.config import RunConfig, train_config
 from dsr.data import load
@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batches", type=int, default=4)
     args = p.parse_args(argv)
-    if shared_data_root() is None:
-        print("skipped: the real CIFAR-10 copy (../shared/data) is not present")
+    root = real_cifar10()
+    if root is None:
         return 0
-    data = load("cifar10", ensure_cifar10_jpeg(REPO_ROOT / "data" / "cifar10"))
+    data = load("cifar10", root)
     gen = data.batches("train", 64, epoch=0, seed=0)
     batches = [next(gen) for _ in range(args.batches)]
     _, _, ann_grad = probe("ann", 1, True, batches)

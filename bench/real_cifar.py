@@ -15,31 +15,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.real_data import ensure_cifar10_jpeg, shared_data_root
-from dsr import REPO_ROOT, run
+from bench.real_data import add_run_options, real_cifar10, run_argv
+from dsr import run
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--method", default="dsr-if")
-    p.add_argument("--arch", default="preact_resnet20")
-    p.add_argument("--time-steps", type=int, default=5)
+    add_run_options(p, "--time-steps", subset=10000)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--subset", type=int, default=10000)
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    if shared_data_root() is None:
-        print("skipped: the real CIFAR-10 copy (../shared/data) is not present")
+    root = real_cifar10()
+    if root is None:
         return 0
-    root = ensure_cifar10_jpeg(REPO_ROOT / "data" / "cifar10")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.json"
-        cli = ["--method", args.method, "--dataset", "cifar10", "--arch", args.arch,
-               "--time-steps", str(args.time_steps), "--epochs", str(args.epochs),
-               "--set", f"data_root={root}", "--set", f"train_subset={args.subset}",
-               "--set", f"batch_size={args.batch_size}", "--set", "warmup_iters=50",
-               *[a for kv in args.set for a in ("--set", kv)], "--out", str(out)]
+        cli = run_argv(args, root, "--epochs", str(args.epochs), out=out)
         print("python -m dsr.run " + " ".join(cli))
         rc = run.main(cli)
         if rc:

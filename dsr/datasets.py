@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dsr.config import DATASET_DEFAULTS
-from dsr.registry import import_class
+from dsr.registry import import_class, lookup
 
 DATASETS: dict[str, str] = {
     "digits": "dsr.data.digits:Digits",
@@ -35,12 +35,7 @@ def names(plugins: dict[str, str] | None = None) -> list[str]:
 
 def check(key: str, plugins: dict[str, str] | None = None) -> str:
     """The "module:Class" registered as `key`; a one-line UnknownDataset if none is."""
-    table = {**DATASETS, **(plugins or {})}
-    if key not in table:
-        raise UnknownDataset(f"unknown dataset {key!r}; choose one of "
-                             f"{', '.join(names(plugins))} or add one with "
-                             "--dataset-plugin KEY=module:Class")
-    return table[key]
+    return lookup("dataset", DATASETS, key, plugins, UnknownDataset, "--dataset-plugin")
 
 
 def get(key: str, plugins: dict[str, str] | None = None) -> type:

@@ -30,6 +30,17 @@ def names(plugins: dict[str, str] | None = None) -> list[str]:
     return sorted({**METHODS, **(plugins or {})})
 
 
+def lookup(kind: str, builtins: dict[str, str], key: str, plugins: dict[str, str] | None,
+           error: type[Exception], flag: str) -> str:
+    """The "module:Class" registered as `key` in `builtins` or `plugins`; a one-line `error` naming
+    the choices and the CLI `flag` that adds one if none is. Shared like `import_class`."""
+    table = {**builtins, **(plugins or {})}
+    if key not in table:
+        raise error(f"unknown {kind} {key!r}; choose one of {', '.join(sorted(table))} or add one "
+                    f"with {flag} KEY=module:Class")
+    return table[key]
+
+
 def import_class(kind: str, key: str, target: str, error: type[Exception]) -> type:
     """Import `target` ("module:Class") registered as `key`; a one-line `error` if it does not
     import or declares another key. Shared by the method and dataset registries."""
@@ -47,14 +58,11 @@ def import_class(kind: str, key: str, target: str, error: type[Exception]) -> ty
 
 def get(key: str, plugins: dict[str, str] | None = None) -> type:
     """The method class registered as `key` (built-in or plugin), checked to be a `Method`."""
-    table = {**METHODS, **(plugins or {})}
-    if key not in table:
-        raise UnknownMethod(f"unknown method {key!r}; choose one of {', '.join(names(plugins))} "
-                            "or add one with --plugin KEY=module:Class")
-    cls = import_class("method", key, table[key], UnknownMethod)
+    target = lookup("method", METHODS, key, plugins, UnknownMethod, "--plugin")
+    cls = import_class("method", key, target, UnknownMethod)
     from dsr.method import Method  # torch: only once a method is actually wanted
 
     if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise UnknownMethod(f"method {key!r} points at {table[key]!r}, which is not a subclass "
+        raise UnknownMethod(f"method {key!r} points at {target!r}, which is not a subclass "
                             "of dsr.method.Method; point it at a method class")
     return cls

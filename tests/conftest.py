@@ -1,4 +1,5 @@
-"""Shared fixtures: one CPU thread (small shared machines) and seeded random number generators."""
+"""Shared fixtures: one CPU thread (small shared machines), seeded random number generators, and
+the determinism flags restored after tests that train through the CLI."""
 
 import pytest
 import torch
@@ -15,3 +16,12 @@ def _seed_torch() -> None:
 def gen() -> torch.Generator:
     """A fresh CPU generator seeded with 0, for test data."""
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def restore_determinism_flags():
+    """Put torch's deterministic-algorithms flags back as they were once the test is done."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from test_data import DVS_CLASSES, DVS_FILES, dvs_block, write_aedat
 
 from dsr import data
@@ -23,13 +22,8 @@ TINY = ["--method", "dsr-if", "--time-steps", "2", "--epochs", "1", "--device", 
         "--set", "batch_size=16", "--set", "latency_batches=1"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_determinism_flags():
-    # dsr.train.run switches deterministic algorithms on; keep other test files unaffected
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+# dsr.train.run switches deterministic algorithms on; keep other test files unaffected
+pytestmark = pytest.mark.usefixtures("restore_determinism_flags")
 
 
 @pytest.fixture(scope="module")

@@ -107,13 +107,8 @@ def call_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int | str 
     return code, capsys.readouterr().err
 
 
-@pytest.fixture(autouse=True)
-def _restore_determinism_flags():
-    # dsr.train.run switches deterministic algorithms on; keep other test files unaffected
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+# dsr.train.run switches deterministic algorithms on; keep other test files unaffected
+pytestmark = pytest.mark.usefixtures("restore_determinism_flags")
 
 
 TINY = ["--dataset", "digits", "--time-steps", "2", "--device", "cpu", "--set", "base_width=2",

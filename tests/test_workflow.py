@@ -226,30 +226,27 @@ def test_unregistered_method_is_a_one_line_error(tmp_path: Path) -> None:
     assert hits and "not registered" in hits[0] and "plugins:" in hits[0]
 
 
-def test_plugin_method_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> None:
-    exp = experiment(methods=["mine"], time_steps=[2], seeds=[0], firing_rates=[])
-    path = write_config(tmp_path, [exp])
+@pytest.mark.parametrize(("changes", "config_key", "plugins", "fragments"), [
+    (dict(methods=["mine"]), "plugins", {"mine": "my_pkg.methods:Mine"},
+     ["--plugin mine=my_pkg.methods:Mine"]),
+    (dict(name="nmnist", dataset="nmnist", methods=["dsr-if"]), "dataset_plugins",
+     {"nmnist": "examples.nmnist_plugin:NMNIST"},
+     ["--dataset nmnist", "--dataset-plugin nmnist=examples.nmnist_plugin:NMNIST",
+      "/runs/nmnist/preact_resnet8/dsr-if/T2/seed0/metrics.json"]),
+], ids=["method", "dataset"])
+def test_plugin_is_accepted_and_passed_to_the_trainer(
+    tmp_path: Path, changes: dict, config_key: str, plugins: dict, fragments: list[str]
+) -> None:
+    path = write_config(tmp_path, [experiment(**changes, time_steps=[2], seeds=[0],
+                                              firing_rates=[])])
     cfg = yaml.safe_load(path.read_text())
-    cfg["plugins"] = {"mine": "my_pkg.methods:Mine"}
-    path.write_text(yaml.safe_dump(cfg))
-    out = snakemake("-n", "-p", "--configfile", str(path))
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "--plugin mine=my_pkg.methods:Mine" in out.stdout
-
-
-def test_plugin_dataset_is_accepted_and_passed_to_the_trainer(tmp_path: Path) -> None:
-    exp = experiment(name="nmnist", dataset="nmnist", methods=["dsr-if"], time_steps=[2],
-                     seeds=[0], firing_rates=[])
-    path = write_config(tmp_path, [exp])
-    cfg = yaml.safe_load(path.read_text())
-    cfg["dataset_plugins"] = {"nmnist": "examples.nmnist_plugin:NMNIST"}
+    cfg[config_key] = plugins
     path.write_text(yaml.safe_dump(cfg))
     out = snakemake("-n", "-p", "--configfile", str(path))
     assert out.returncode == 0, out.stderr[-2000:]
     (cmd,) = [ln for ln in out.stdout.splitlines() if "-m dsr.run" in ln]
-    assert "--dataset nmnist" in cmd
-    assert "--dataset-plugin nmnist=examples.nmnist_plugin:NMNIST" in cmd
-    assert "/runs/nmnist/preact_resnet8/dsr-if/T2/seed0/metrics.json" in cmd
+    for fragment in fragments:
+        assert fragment in cmd
 
 
 def test_lint_is_clean() -> None:
