@@ -12,21 +12,13 @@ from dsr import REPO_ROOT as ROOT
 from dsr import registry
 from dsr.config import ConfigError
 from pipeline.grid import CONVERSION_SOURCES, Grid, check_config
+from tests.experiments import experiment
 
 
 def config(*experiments: dict, **top) -> dict:
     cfg = {"name": "t", "results_dir": "res", "tables_dir": "tab",
            "published": "paper_tables/published.csv", "experiments": list(experiments), **top}
     return check_config(copy.deepcopy(cfg), ROOT)
-
-
-def experiment(**changes) -> dict:
-    exp = {"name": "digits", "title": "Test grid", "dataset": "digits",
-           "archs": ["preact_resnet8"], "methods": ["dsr-if", "dsr-lif"], "time_steps": [2, 4],
-           "seeds": [0, 1], "epochs": 5}
-    exp.update(changes)
-    exp.setdefault("firing_rates", [m for m in exp["methods"] if m.startswith("dsr-")])
-    return exp
 
 
 def test_conversion_source_map_matches_the_methods() -> None:

@@ -24,6 +24,7 @@ from dsr import registry
 from dsr.results import ResultError
 from pipeline import collect, names, render, text
 from pipeline import published as pub
+from tests.experiments import experiment
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
@@ -53,15 +54,6 @@ def write_config(tmp_path: Path, experiments: list[dict], name: str = "t") -> Pa
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def experiment(**changes) -> dict:
-    exp = {"name": "digits", "title": "Test grid", "dataset": "digits",
-           "archs": ["preact_resnet8"], "methods": ["dsr-if", "dsr-lif"], "time_steps": [2, 4],
-           "seeds": [0, 1], "epochs": 5}
-    exp.update(changes)
-    exp.setdefault("firing_rates", [m for m in exp["methods"] if m.startswith("dsr-")])
-    return exp
 
 
 def grid_size(cfg: dict) -> tuple[int, int]:
