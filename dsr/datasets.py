@@ -29,10 +29,6 @@ class UnknownDataset(ValueError):
     pass
 
 
-def names(plugins: dict[str, str] | None = None) -> list[str]:
-    return sorted({**DATASETS, **(plugins or {})})
-
-
 def check(key: str, plugins: dict[str, str] | None = None) -> str:
     """The "module:Class" registered as `key`; a one-line UnknownDataset if none is."""
     return lookup("dataset", DATASETS, key, plugins, UnknownDataset, "--dataset-plugin")

@@ -26,10 +26,6 @@ class UnknownMethod(ValueError):
     pass
 
 
-def names(plugins: dict[str, str] | None = None) -> list[str]:
-    return sorted({**METHODS, **(plugins or {})})
-
-
 def lookup(kind: str, builtins: dict[str, str], key: str, plugins: dict[str, str] | None,
            error: type[Exception], flag: str) -> str:
     """The "module:Class" registered as `key` in `builtins` or `plugins`; a one-line `error` naming

@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m dsr.run", description=__doc__.split("\n")[0])
     p.add_argument("--method", required=True, help="method key, e.g. dsr-if, dsr-lif, sg-bptt")
     p.add_argument("--dataset", required=True,
-                   help=f"{', '.join(datasets.names())} or a --dataset-plugin key")
+                   help=f"{', '.join(datasets.DATASETS)} or a --dataset-plugin key")
     p.add_argument("--time-steps", type=positive_int, required=True, help="T (the paper's N)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", help="architecture (default: the dataset's, e.g. preact_resnet18)")

@@ -10,16 +10,7 @@ import numpy as np
 import torch
 
 from dsr.data.cache import cached
-from dsr.data.core import (
-    DataError,
-    DataInfo,
-    Dataset,
-    LoadOptions,
-    builtin,
-    data_dir,
-    one_line,
-    where,
-)
+from dsr.data.core import DataError, DataInfo, Dataset, LoadOptions, builtin, one_line, where
 from dsr.data.files import class_files, listing_digest, map_threads
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
@@ -105,8 +96,7 @@ def _read_cifar_batches(name: str, root: Path, download: bool) -> tuple[list, Ca
 
 
 def _load_cifar(name: str, num_classes: int, stats: tuple) -> Callable[..., Dataset]:
-    def load_cifar(root: Path | None, opt: LoadOptions) -> Dataset:
-        root = Path(root) if root is not None else data_dir(name)
+    def load_cifar(root: Path, opt: LoadOptions) -> Dataset:
         base = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
         if (root / base).is_dir() or (opt.download and not (root / "train").is_dir()):
             source = root / base

@@ -245,15 +245,15 @@ class Dataset:
 # ---- loading: the registered class, then subsets ----------------------------------------------
 
 
-def builtin(key: str, loader: Callable[[Path | None, LoadOptions], Dataset]) -> type:
-    """A registered dataset class (dsr.datasets.DATASETS) around a loader of this package."""
+def builtin(key: str, loader: Callable[[Path, LoadOptions], Dataset]) -> type:
+    """A registered dataset class (dsr.datasets.DATASETS) around a loader of this package; the
+    loader gets the root folder: data_root when set, else the default <repo>/data/<key>."""
+
+    def load(root: str | Path | None, options: LoadOptions) -> Dataset:
+        return loader(Path(root) if root is not None else REPO_ROOT / "data" / key, options)
+
     return type(key, (), {"key": key, "defaults": DATASET_DEFAULTS[key],
-                          "load": staticmethod(loader)})
-
-
-def data_dir(name: str) -> Path:
-    """A dataset's default root folder, <repo>/data/<name>."""
-    return REPO_ROOT / "data" / name
+                          "load": staticmethod(load)})
 
 
 def load(

@@ -12,7 +12,7 @@ from dsr.data.core import DataInfo, Dataset, LoadOptions, builtin
 DIGITS_SPLIT_SEED = 0
 
 
-def _load_digits(root: Path | None, opt: LoadOptions) -> Dataset:
+def _load_digits(root: Path, opt: LoadOptions) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

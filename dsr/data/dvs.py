@@ -20,16 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsr.data.cache import cached
-from dsr.data.core import (
-    DataError,
-    DataInfo,
-    Dataset,
-    LoadOptions,
-    builtin,
-    data_dir,
-    one_line,
-    where,
-)
+from dsr.data.core import DataError, DataInfo, Dataset, LoadOptions, builtin, one_line, where
 from dsr.data.files import class_files, listing_digest, map_threads, natural_key
 
 DVS_SPLITS = ("first900", "last900")
@@ -181,8 +172,7 @@ def _decode_dvs(files: dict[str, list[Path]], frames: int, reader: str) -> dict:
     }
 
 
-def _load_cifar10_dvs(root: Path | None, opt: LoadOptions) -> Dataset:
-    root = Path(root) if root is not None else data_dir("cifar10_dvs")
+def _load_cifar10_dvs(root: Path, opt: LoadOptions) -> Dataset:
     if opt.dvs_split not in DVS_SPLITS:
         raise DataError(
             f"cifar10_dvs: dvs_split must be one of {DVS_SPLITS}, not {opt.dvs_split!r}"

@@ -17,7 +17,6 @@ from dsr.data.core import (
     LoadOptions,
     balanced_subset,
     builtin,
-    data_dir,
     global_batches,
     one_line,
     where,
@@ -99,10 +98,9 @@ class ImageFolderStream(Dataset):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def _load_imagenet(root: Path | None, opt: LoadOptions) -> Dataset:
+def _load_imagenet(root: Path, opt: LoadOptions) -> Dataset:
     from torchvision import datasets
 
-    root = Path(root) if root is not None else data_dir("imagenet")
     folders = {}
     for split, sub in (("train", "train"), ("test", "val")):
         try:
