@@ -113,7 +113,7 @@ def _trajectory(argv: list[str], dtype) -> dict:
 
     from dsr import data as dsr_data
     from dsr import run
-    from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
+    from dsr.train import Dist, Trainer, make_optimizer, make_schedule
 
     cfg, method_cls = run.resolve(run.parser().parse_args(argv))
     t = cfg.train
@@ -123,8 +123,7 @@ def _trajectory(argv: list[str], dtype) -> dict:
     model = method.build(cfg.arch, data.info).to(dtype)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
     opt = make_optimizer(model, cfg)
-    n = data.num_batches("train", t.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n))
+    sched = make_schedule(opt, t, data, Dist(), t.epochs)
     losses: list[float] = []
     loss = method.loss
 

@@ -24,7 +24,7 @@ import torch
 from bench.real_data import ensure_cifar10_jpeg, shared_data_root
 from dsr import REPO_ROOT, run
 from dsr import data as dsr_data
-from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
+from dsr.train import Dist, Trainer, make_optimizer, make_schedule
 
 
 def losses_per_step(argv: list[str]) -> tuple[list[float], float]:
@@ -37,8 +37,7 @@ def losses_per_step(argv: list[str]) -> tuple[list[float], float]:
     model = method.build(cfg.arch, data.info)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
     opt = make_optimizer(model, cfg)
-    n = data.num_batches("train", t.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, n))
+    sched = make_schedule(opt, t, data, Dist(), epochs=1)
     losses: list[float] = []
     loss = method.loss
 
