@@ -1,7 +1,7 @@
 """`conversion`: ANN-to-SNN conversion with 99.9th-percentile threshold normalisation.
 
 Rueckauer et al., Front. Neurosci. 2017 ("robust normalisation"): the ReLU ANN is the `ann`
-run's (plain-FC head, its model.pt); conversion never trains. `dsr.train.convert` loads it and
+run's (plain-FC head, its model.pt); conversion never trains. `dsr.convert.convert` loads it and
 converts it once for a latency sweep up to T_max: per neuron layer l, v_th^l =
 the 99.9th percentile of layer l's ANN activations over 5 training batches, and the ReLU becomes
 an IF neuron with soft reset, membrane starting at 0, spikes of amplitude v_th^l (equivalent to

@@ -11,7 +11,7 @@ from dsr import data as dsr_data
 from dsr import run
 from dsr.config import RunConfig
 from dsr.method import Method
-from dsr.train import Dist, Trainer, lr_lambda, make_optimizer
+from dsr.train import Dist, Trainer, make_optimizer, make_schedule
 
 
 class _Cast:
@@ -54,8 +54,7 @@ def harness(argv: list[str], dtype: torch.dtype | None = None) -> Harness:
         model = model.to(dtype)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
     opt = make_optimizer(model, cfg)
-    n = data.num_batches("train", t.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n))
+    sched = make_schedule(opt, t, data, Dist(), t.epochs)
     losses: list[float] = []
     loss = method.loss
 

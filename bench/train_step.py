@@ -185,7 +185,17 @@ class SavedBytes:
 
 
 def measure(case: Case) -> dict:
-    """Memory of one training step, then the median time of up to `case.repeats` more."""
+    """One configuration's row: the memory of one training step, then the median time of up to
+    `case.repeats` more."""
+    model, step = _setup(case)
+    peak, saved = _step_memory(case, model, step)
+    times, cpu_times = _step_times(case, step)
+    return _row(case, model, peak, saved, times, cpu_times)
+
+
+def _setup(case: Case) -> tuple:
+    """(model, step) after a batch-2 step, which creates what persists (gradients, momentum,
+    code pages) at little cost, so that the first full step's memory is what a step adds."""
     import torch
 
     torch.set_num_threads(case.threads)
@@ -193,12 +203,14 @@ def measure(case: Case) -> dict:
     model, forward = _build(case)
     step = _stepper(case, model, forward)
     model.train()
-    # 1. a batch-2 step creates what persists (gradients, momentum, code pages) at little cost
     step(batch=min(2, case.batch))
     gc.collect()
     _sync(case)
-    peak, saved = _step_memory(case, model, step)
-    times, cpu_times = _step_times(case, step)
+    return model, step
+
+
+def _row(case: Case, model, peak: int, saved: int, times: list[float],
+         cpu_times: list[float]) -> dict:
     step_s = statistics.median(times)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return {**asdict(case), "step_s": step_s, "times": times,
@@ -246,30 +258,31 @@ def _stepper(case: Case, model, forward: Callable) -> Callable:
 
 
 def _step_memory(case: Case, model, step: Callable) -> tuple[int, int]:
-    """(peak, saved) bytes of the first full step, measured from the level before it; CPU: big
-    blocks mmap'd so that RSS follows live data."""
-    import torch
-
-    device = torch.device(case.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    else:
-        _mallopt_mmap_threshold(MMAP_EXACT)
-        exact_peak = _rss_peak_reset()
-        base = _rss_kb("VmRSS") * 1024 if exact_peak else 0
-        base_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """(peak, saved) bytes of the first full step, peak measured from the level before it."""
+    peak_growth = _peak_meter(case)
     saved = SavedBytes(model)
     step(hooks=saved)
     _sync(case)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated(device) - base
-    elif exact_peak:
-        peak = _rss_kb("VmHWM") * 1024 - base
-    else:  # no /proc: the lifetime peak bounds it from above
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_maxrss
-    return peak, saved.total
+    return peak_growth(), saved.total
+
+
+def _peak_meter(case: Case) -> Callable[[], int]:
+    """Starts measuring now; the function returned gives the growth of the peak since, in bytes:
+    CUDA max allocated, or CPU peak RSS with big blocks mmap'd so that RSS follows live data."""
+    import torch
+
+    device = torch.device(case.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        return lambda: torch.cuda.max_memory_allocated(device) - base
+    _mallopt_mmap_threshold(MMAP_EXACT)
+    if _rss_peak_reset():
+        base = _rss_kb("VmRSS") * 1024
+        return lambda: _rss_kb("VmHWM") * 1024 - base
+    # no /proc: the lifetime peak bounds it from above
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
 
 
 def _step_times(case: Case, step: Callable) -> tuple[list[float], list[float]]:

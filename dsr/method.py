@@ -44,7 +44,7 @@ class Method:
     output_neuron: ClassVar[bool] = True  # the architectures' official head ends in a neuron
     pool_neuron: ClassVar[bool] = True  # ResNets: a neuron after the global average pool
     # ANN-to-SNN conversion methods: the key of the run whose model.pt they convert (None: the
-    # method trains what it evaluates); `dsr.run --from-checkpoint` and `train.convert` use it
+    # method trains what it evaluates); `dsr.run --from-checkpoint` and `dsr.convert` use it
     source_method: ClassVar[str | None] = None
     Params: ClassVar[type] = NoParams
 

@@ -1,4 +1,4 @@
-"""Spiking statistics of evaluation: firing rates (Fig. S1), SynOps/energy, latency, memory.
+"""Spiking statistics of evaluation: firing rates (Fig. S1), SynOps and energy.
 
 Firing rate = spikes per neuron per time step over the whole test set. A spike is a non-zero
 output element at one step, whatever its amplitude (v_th for DSR-IF, v_th/dt for DSR-LIF, a scale
@@ -14,9 +14,6 @@ dsr.config.PJ_PER_AC and PJ_PER_MAC).
 from __future__ import annotations
 
 import contextlib
-import resource
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -373,34 +370,3 @@ class SynOpsCounter:
             for i, v in enumerate(per.view(steps, -1).sum(1).tolist()):
                 t.per_step[i] += v
 
-
-# ---- cost --------------------------------------------------------------------------------------
-
-
-def peak_memory(device: torch.device) -> tuple[int, str]:
-    """Peak memory so far: CUDA max allocated on GPU, peak RSS of this process on CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
-    return int(rss) * (1 if sys.platform == "darwin" else 1024), "cpu_peak_rss"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.no_grad()
-def latency_ms(fn: Callable[[Tensor], Tensor], x: Tensor, repeats: int) -> float:
-    """Median milliseconds per sample of `fn(x)` over `repeats` timed calls after one warm-up."""
-    batch = x.shape[-4] if x.dim() >= 4 else x.shape[0]
-    fn(x)
-    sync(x.device)
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn(x)
-        sync(x.device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return 1e3 * times[len(times) // 2] / batch

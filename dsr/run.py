@@ -181,9 +181,10 @@ def check_stage(args: argparse.Namespace, cls: type[Method]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from dsr.convert import convert
     from dsr.data import DataError
     from dsr.results import ResultError
-    from dsr.train import TrainingError, convert, run
+    from dsr.train import TrainingError, run
 
     try:
         cfg, method_cls = resolve(args)

@@ -1,28 +1,22 @@
 """The shared harness: one run = data, method, optimiser, schedule, epochs, metrics.json.
 
-Reads top to bottom: set-up -> resume -> epochs (train, evaluate, checkpoint) -> final metrics.
-Deterministic on CPU given the seed: batches depend on (seed, epoch) only and the RNG state is
-checkpointed, so a run killed at any point and rerun with the same arguments resumes and ends
-with the same metrics. Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU);
-DDP averages gradients, so dL/dv_th is never multiplied by the number of processes.
-`convert` is the other entry point: no training, one converted SNN evaluated over a latency
-sweep (ANN-to-SNN conversion methods, `python -m dsr.run --from-checkpoint`).
+Reads top to bottom: set-up -> resume -> epochs (train, evaluate, checkpoint) -> final metrics
+(measured, then recorded). Deterministic on CPU given the seed: batches depend on (seed, epoch)
+only and the RNG state is checkpointed, so a run killed at any point and rerun with the same
+arguments resumes and ends with the same metrics. Runs under torchrun with
+DistributedDataParallel (gloo on CPU, nccl on GPU); DDP averages gradients, so dL/dv_th is never
+multiplied by the number of processes. The other entry point, ANN-to-SNN conversion without
+training, is `dsr.convert`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
 import math
 import os
-import platform
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +25,15 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
-from dsr import REPO_ROOT
 from dsr import data as dsr_data
 from dsr import metrics as M
-from dsr.config import EVAL_ONLY, NOT_IDENTITY, RunConfig, sweep_points
+from dsr.config import RunConfig, TrainConfig
+from dsr.cost import measure_latency, peak_memory, sync
 from dsr.method import Method
+from dsr.provenance import Start, provenance, started
 from dsr.results import SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
 
-PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
-MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
-              "state_dict")
-# samples x time steps per forward of a latency sweep: the network holds every step of every
-# layer at once ([T*B, ...]), so a sweep to T_max evaluates 8192 // T_max images at a time
-# (eval_batch_size 256 at T = 32; at T = 1024 a CIFAR ResNet-18 layer is 2 GB, not 68)
-SWEEP_SAMPLE_STEPS = 8192
 
 
 class TrainingError(RuntimeError):
@@ -60,6 +48,11 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def drop_last(self) -> bool:
+        """Under DDP the ragged last training batch is dropped so no rank gets an empty share."""
+        return self.world_size > 1
 
 
 def pick_device(name: str) -> torch.device:
@@ -78,6 +71,21 @@ def init_distributed(device: torch.device) -> Dist:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend)
     return Dist(torch_dist.get_rank(), torch_dist.get_world_size())
+
+
+def set_seed(cfg: RunConfig, device: torch.device) -> None:
+    """The run's seed; on CPU, deterministic algorithms as well (same seed, same metrics)."""
+    torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Dataset:
+    t = cfg.train
+    return dsr_data.load(cfg.dataset, t.data_root, download=t.download,
+                         train_subset=t.train_subset, test_subset=t.test_subset,
+                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
+                         plugins=plugins)
 
 
 def lr_lambda(warmup: int, total: int):
@@ -101,45 +109,16 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
-@dataclass(frozen=True)
-class Start:
-    """When a run started and which code it started with: read then, not when it ends, so a
-    commit made while a long run trains is not recorded as the code that ran."""
-
-    time: str
-    git_commit: str | None
-    git_dirty: bool | None  # tracked files differ from git_commit
+def steps_per_epoch(data: dsr_data.Dataset, t: TrainConfig, dist: Dist) -> int:
+    return data.num_batches("train", t.batch_size, world_size=dist.world_size,
+                            drop_last=dist.drop_last)
 
 
-def started() -> Start:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return Start(now(), git("rev-parse", "HEAD"), None if status is None else bool(status))
-
-
-def provenance(device: torch.device, start: Start, world_size: int) -> dict[str, Any]:
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    packages["python"] = platform.python_version()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {"git_commit": start.git_commit, "git_dirty": start.git_dirty,
-            "packages": packages, "device": f"{device.type}: {name or platform.machine()}",
-            "start_time": start.time, "end_time": now(), "hostname": socket.gethostname(),
-            "world_size": world_size}
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def make_schedule(opt: torch.optim.Optimizer, t: TrainConfig, data: dsr_data.Dataset, dist: Dist,
+                  epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The lr schedule of `epochs` epochs, stepped once per training batch."""
+    total = epochs * steps_per_epoch(data, t, dist)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, total))
 
 
 @dataclass
@@ -169,19 +148,15 @@ class Trainer:
 
     def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int) -> float:
         """One epoch over the training set; `model` is the output of `training_module`."""
-        t = self.cfg.train
+        t, dist = self.cfg.train, self.dist
         model.train()
-        # batch_size is the global batch; each rank takes its share (the data layer's contract);
-        # under DDP the ragged last batch is dropped so no rank gets an empty share
-        ddp = self.dist.world_size > 1
+        # batch_size is the global batch; each rank takes its share (the data layer's contract)
         batches = self.data.batches("train", t.batch_size, epoch=epoch, seed=self.cfg.seed,
-                                    device=self.device, rank=self.dist.rank,
-                                    world_size=self.dist.world_size, drop_last=ddp)
-        n = self.data.num_batches("train", t.batch_size, world_size=self.dist.world_size,
-                                  drop_last=ddp)
+                                    device=self.device, rank=dist.rank,
+                                    world_size=dist.world_size, drop_last=dist.drop_last)
         total, count = 0.0, 0
-        bar = tqdm(batches, total=n, desc=f"epoch {epoch + 1}", leave=False, disable=None,
-                   file=sys.stderr)
+        bar = tqdm(batches, total=steps_per_epoch(self.data, t, dist), desc=f"epoch {epoch + 1}",
+                   leave=False, disable=None, file=sys.stderr)
         for x, y in bar:
             loss = method.loss(method.train_outputs(model, x), y)
             if not torch.isfinite(loss):
@@ -211,19 +186,45 @@ class Trainer:
         report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
         return Evaluation(correct / max(1, seen), net, counter, report)
 
+    def run_epoch(self, model: nn.Module, train_model: nn.Module, opt, sched, epoch: int,
+                  history: dict[str, list]) -> Evaluation:
+        """Train one epoch of the run, evaluate, append both to `history` and log them."""
+        cfg, method = self.cfg, self.method
+        t0 = time.perf_counter()
+        loss = self.train_epoch(train_model, method, opt, sched, epoch)
+        sync(self.device)
+        seconds = time.perf_counter() - t0
+        if not finite_state(model):  # a finite loss with non-finite gradients: do not save it
+            raise TrainingError(f"non-finite weights after epoch {epoch + 1}; the last good "
+                                "checkpoint is kept: lower lr or check the method's gradients")
+        # the last epoch's pass also counts SynOps (one pass over the test set, not two)
+        last = self.evaluate(model, method, synops=epoch + 1 == cfg.train.epochs)
+        acc, total = last.accuracy, last.counter.total()
+        for key, value in (("accuracy", acc), ("loss", loss), ("seconds", seconds),
+                           ("rate", total)):
+            history[key].append(value)
+        rate = "-" if total is None else f"{100 * total:.2f}%"
+        self.log(f"[{cfg.method} {cfg.dataset} T={cfg.time_steps} seed={cfg.seed}] epoch "
+                 f"{epoch + 1}/{cfg.train.epochs} loss {loss:.4f} acc {100 * acc:.2f}% rate "
+                 f"{rate} {seconds:.1f}s")
+        return last
+
     def fit(self, model: nn.Module, method: Method, epochs: int) -> None:
         """Plain training for `epochs` (no checkpoints): used for pre-training stages."""
         opt = make_optimizer(model, self.cfg)
-        ddp = self.dist.world_size > 1
-        n = self.data.num_batches("train", self.cfg.train.batch_size,
-                                  world_size=self.dist.world_size, drop_last=ddp)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lr_lambda(self.cfg.train.warmup_iters, epochs * n))
+        sched = make_schedule(opt, self.cfg.train, self.data, self.dist, epochs)
         module = self.training_module(model, method)
         for epoch in range(epochs):
             loss = self.train_epoch(module, method, opt, sched, epoch)
             self.log(f"[pre-train {method.key or type(method).__name__}] epoch {epoch + 1}/"
                      f"{epochs} loss {loss:.4f}")
+
+
+def finite_state(model: nn.Module) -> bool:
+    return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -247,96 +248,87 @@ def load_checkpoint(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
     return ckpt
 
 
-def finite_state(model: nn.Module) -> bool:
-    return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
+def resume(ckpt: dict[str, Any], path: Path, model: nn.Module, opt, sched) -> tuple[dict, int]:
+    """Load the state of `ckpt` (read from `path`); (history, epochs done)."""
+    try:  # same config hash, but e.g. written by another version of the code
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise TrainingError(f"{path}: does not fit this model ({str(e).splitlines()[0]}); "
+                            "delete it to restart this run from scratch") from None
+    return ckpt["history"], ckpt["epoch"]
+
+
+def save_checkpoint(path: Path, cfg: RunConfig, epoch: int, model: nn.Module, opt, sched,
+                    history: dict[str, list]) -> None:
+    """The state after `epoch` epochs, written atomically: a kill mid-write keeps the last."""
+    state = {"config_hash": cfg.hash, "epoch": epoch, "model": model.state_dict(),
+             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "rng": torch.get_rng_state(), "history": history}
+    atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+
+
+# ---- one run ----------------------------------------------------------------------------------
 
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
         save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None) -> dict:
     """Train and evaluate one configuration with `method_cls` (as `dsr.run.resolve` returns
     them); write `out` (metrics.json) atomically at the end, and with `save_model` the trained
-    weights (a model.pt that `convert` loads) before it. dataset_plugins registers out-of-tree
-    datasets ({key: module:Class})."""
+    weights (a model.pt that `dsr.convert` loads) before it. dataset_plugins registers
+    out-of-tree datasets ({key: module:Class})."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
-    torch.manual_seed(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    t = cfg.train
-    data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
-                         train_subset=t.train_subset, test_subset=t.test_subset,
-                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
-                         plugins=dataset_plugins)
+    set_seed(cfg, device)
+    data = load_data(cfg, dataset_plugins)
     method: Method = method_cls(cfg)
     if method.source_method is not None:
-        method.converted = False  # training its ANN: evaluate that ANN (`convert` converts it)
-    model = method.build(cfg.arch, data.info).to(device)
+        method.converted = False  # training its ANN: evaluate that ANN (`dsr.convert` converts it)
     trainer = Trainer(cfg, method, data, device, dist, log)
-
-    ckpt_path = checkpoint_path(out)
-    ckpt = load_checkpoint(ckpt_path, cfg)
-    history: dict[str, list] = {"accuracy": [], "loss": [], "seconds": [], "rate": []}
-    if ckpt is None:
-        model = method.prepare(model, data, trainer).to(device)
-    train_model = trainer.training_module(model, method)
-    opt = make_optimizer(model, cfg)
-    n_batches = data.num_batches("train", t.batch_size, world_size=dist.world_size,
-                                 drop_last=dist.world_size > 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, t.epochs * n_batches))
-    first = 0
-    if ckpt is not None:
-        try:  # same config hash, but e.g. written by another version of the code
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise TrainingError(f"{ckpt_path}: does not fit this model ({str(e).splitlines()[0]}"
-                                "); delete it to restart this run from scratch") from None
-        history, first = ckpt["history"], ckpt["epoch"]
-        log(f"resuming {out} from epoch {first} ({ckpt_path})")
-    if dist.main:
-        remove_stale_temps(ckpt_path)
-        remove_stale_temps(out)
-
-    last: Evaluation | None = None
-    for epoch in range(first, t.epochs):
-        t0 = time.perf_counter()
-        loss = trainer.train_epoch(train_model, method, opt, sched, epoch)
-        M.sync(device)
-        seconds = time.perf_counter() - t0
-        if not finite_state(model):  # a finite loss with non-finite gradients: do not save it
-            raise TrainingError(f"non-finite weights after epoch {epoch + 1}; the last good "
-                                "checkpoint is kept: lower lr or check the method's gradients")
-        # the last epoch's pass also counts SynOps (one pass over the test set, not two)
-        last = trainer.evaluate(model, method, synops=epoch + 1 == t.epochs)
-        acc, counter = last.accuracy, last.counter
-        history["accuracy"].append(acc)
-        history["loss"].append(loss)
-        history["seconds"].append(seconds)
-        history["rate"].append(counter.total())
-        rate = "-" if counter.total() is None else f"{100 * counter.total():.2f}%"
-        log(f"[{cfg.method} {cfg.dataset} T={cfg.time_steps} seed={cfg.seed}] epoch "
-            f"{epoch + 1}/{t.epochs} loss {loss:.4f} acc {100 * acc:.2f}% rate {rate} "
-            f"{seconds:.1f}s")
-        if dist.main:
-            state = {"config_hash": cfg.hash, "epoch": epoch + 1, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": torch.get_rng_state(), "history": history}
-            atomic_write(ckpt_path, lambda f, s=state: torch.save(s, f), mode="wb")
-        if t.fail_at_epoch is not None and epoch + 1 == t.fail_at_epoch:
-            raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate failure "
-                                "for testing retries); remove the setting to train normally")
-
-    if last is None:  # resumed after the last epoch's checkpoint
-        last = trainer.evaluate(model, method, synops=True)
-    metrics = final_metrics(cfg, method, trainer, last, history, start, dist)
+    model, last, history = train(trainer, out)
+    metrics = final_metrics(cfg, method, data, device, last, history, start, dist.world_size)
     if dist.main:
         if save_model is not None:
             write_model(save_model, model, cfg, metrics)
         write_metrics(out, metrics)
     return metrics
+
+
+def train(trainer: Trainer, out: Path) -> tuple[nn.Module, Evaluation, dict[str, list]]:
+    """Build the model (or resume it from the checkpoint next to `out`) and train it for the
+    run's epochs, a checkpoint after each; (model, its last evaluation, per-epoch history)."""
+    cfg, method, data, dist = trainer.cfg, trainer.method, trainer.data, trainer.dist
+    t = cfg.train
+    model = method.build(cfg.arch, data.info).to(trainer.device)
+    ckpt_path = checkpoint_path(out)
+    ckpt = load_checkpoint(ckpt_path, cfg)
+    if ckpt is None:
+        model = method.prepare(model, data, trainer).to(trainer.device)
+    train_model = trainer.training_module(model, method)
+    opt = make_optimizer(model, cfg)
+    sched = make_schedule(opt, t, data, dist, t.epochs)
+    history: dict[str, list] = {"accuracy": [], "loss": [], "seconds": [], "rate": []}
+    first = 0
+    if ckpt is not None:
+        history, first = resume(ckpt, ckpt_path, model, opt, sched)
+        trainer.log(f"resuming {out} from epoch {first} ({ckpt_path})")
+    if dist.main:
+        remove_stale_temps(ckpt_path)
+        remove_stale_temps(out)
+    last: Evaluation | None = None
+    for epoch in range(first, t.epochs):
+        last = trainer.run_epoch(model, train_model, opt, sched, epoch, history)
+        if dist.main:
+            save_checkpoint(ckpt_path, cfg, epoch + 1, model, opt, sched, history)
+        if t.fail_at_epoch is not None and epoch + 1 == t.fail_at_epoch:
+            raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate failure "
+                                "for testing retries); remove the setting to train normally")
+    if last is None:  # resumed after the last epoch's checkpoint
+        last = trainer.evaluate(model, method, synops=True)
+    return model, last, history
 
 
 def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str, Any]) -> None:
@@ -348,145 +340,29 @@ def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str,
     atomic_write(path, lambda f: torch.save(state, f), mode="wb")
 
 
-# ---- conversion: one trained ANN, evaluated over a latency sweep ------------------------------
+# ---- metrics.json -----------------------------------------------------------------------------
 
 
-def load_model(path: Path, cfg: RunConfig, method: Method) -> dict[str, Any]:
-    """A model.pt written by `write_model`, checked against the conversion run `cfg`."""
-    where = f"--from-checkpoint {path}"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"{where}: no such file; train the {method.source_method} run that "
-                            "writes it first (python -m dsr.run ... --save-model PATH)") from None
-    except Exception as e:  # truncated or not a torch file: never a bare traceback
-        raise TrainingError(f"{where}: unreadable ({type(e).__name__}); rerun the job that "
-                            "wrote it") from None
-    if not isinstance(state, dict) or not all(k in state for k in MODEL_KEYS):
-        raise TrainingError(f"{where}: not a model.pt of `python -m dsr.run --save-model`")
-    if state["method"] != method.source_method:
-        raise TrainingError(f"{where}: holds a {state['method']!r} model; {cfg.method} converts "
-                            f"the model.pt of a {method.source_method!r} run")
-    for name in ("dataset", "arch", "seed"):
-        if state[name] != getattr(cfg, name):
-            raise TrainingError(f"{where}: trained with {name}={state[name]!r}, this run has "
-                                f"{name}={getattr(cfg, name)!r}; pass the same --{name}")
-    trained, mine = state["config"]["train"], dataclasses.asdict(cfg.train)
-    for key, value in mine.items():
-        if key not in NOT_IDENTITY + EVAL_ONLY and trained.get(key) != value:
-            raise TrainingError(f"{where}: trained with {key}={trained.get(key)!r}, this run "
-                                f"says {key}={value!r}; pass the --epochs/--set of the run "
-                                "that trained it")
-    if method.source_method == cfg.method:  # its own ANN (qcfs): the same hyperparameters
-        for key, value in cfg.params.items():
-            if state["config"]["params"].get(key) != value:
-                raise TrainingError(f"{where}: trained with {key}="
-                                    f"{state['config']['params'].get(key)!r}, this run says "
-                                    f"{key}={value!r}; pass the --set of the run that trained it")
-    return state
-
-
-def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
-            extra_points: list[int], log=print,
-            dataset_plugins: dict[str, str] | None = None) -> dict:
-    """Convert a trained ANN (`source`, a model.pt) once and evaluate it for T_max =
-    cfg.time_steps steps; write `out` with the latency sweep: accuracy, SynOps and energy of
-    every prefix t in `sweep_points` from the same pass (the SNN is causal and its input
-    constant, so the running mean of the output over the first t steps is the T = t result)."""
-    start = started()
-    device = pick_device(cfg.train.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise TrainingError("conversion evaluates in one process; run it without torchrun")
-    torch.manual_seed(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    method = method_cls(cfg)
-    if method.source_method is None:
-        raise TrainingError(f"--from-checkpoint converts a trained ANN; {cfg.method} is not an "
-                            "ANN-to-SNN conversion method")
-    state = load_model(source, cfg, method)
-    t = cfg.train
-    data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
-                         train_subset=t.train_subset, test_subset=t.test_subset,
-                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
-                         plugins=dataset_plugins)
-    ann = method.build(cfg.arch, data.info)
-    try:
-        ann.load_state_dict(state["state_dict"])
-    except RuntimeError as e:
-        raise TrainingError(f"--from-checkpoint {source}: does not fit {cfg.method}'s "
-                            f"{cfg.arch} ({str(e).splitlines()[0]})") from None
-    ann = ann.to(device).eval()
-    remove_stale_temps(out)
-    T = cfg.time_steps
-    points = sweep_points(T, extra_points)
-    t0 = time.perf_counter()
-    net = method.inference_model(ann, data).eval()  # calibrates on training batches
-    if net.output_neuron is not None:
-        raise TrainingError(f"{cfg.method}: the latency sweep reads the FC outputs of a network "
-                            "without an output neuron")
-    layers = method.spiking_layers(net)
-    counter, ops = M.SpikeCounter(layers), M.SynOpsCounter(net, layers, time_steps=T)
-    outputs: list[torch.Tensor] = []
-    grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))
-    prefix = torch.tensor(points, device=device) - 1
-    correct, seen = torch.zeros(len(points), dtype=torch.long), 0
-    chunk = max(1, SWEEP_SAMPLE_STEPS // T)
-    try:
-        with torch.no_grad(), counter.attach(), ops.attach():
-            for batch, labels in data.batches("test", t.eval_batch_size, device=device):
-                # batch [B, ...] or [T, B, ...]: the sample axis is the 4th from the end
-                for x, y in zip(batch.split(chunk, batch.dim() - 4), labels.split(chunk),
-                                strict=True):
-                    outputs.clear()
-                    net(x)
-                    (seq,) = outputs  # [T, B, K]: the FC's output at every step
-                    running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
-                    correct += (running.argmax(-1) == y).sum(1).cpu()
-                    seen += len(y)
-    finally:
-        grab.remove()
-    M.sync(device)
-    seconds = time.perf_counter() - t0
-    if seen == 0:
-        raise TrainingError("the test split is empty; nothing to evaluate")
-    sweep = []
-    for i, p in enumerate(points):
-        rep = ops.report(seen, t.pj_per_ac, t.pj_per_mac, steps=p)
-        sweep.append({"T": p, "accuracy": int(correct[i]) / seen, "synops": rep["total_ac"],
-                      "energy_pj": rep["energy_pj"]})
-        log(f"[{cfg.method} {cfg.dataset} seed={cfg.seed}] T={p} acc "
-            f"{100 * sweep[-1]['accuracy']:.2f}% SynOps {rep['total_ac']:.4g}")
-    trainer = Trainer(cfg, method, data, device, Dist(), log)
-    last = Evaluation(sweep[-1]["accuracy"], net, counter, ops.report(seen, t.pj_per_ac,
-                                                                      t.pj_per_mac))
-    history = {"accuracy": [last.accuracy], "loss": [], "seconds": [],
-               "rate": [counter.total()]}
-    metrics = final_metrics(cfg, method, trainer, last, history, start, Dist(), batch=chunk)
-    metrics["latency_sweep"] = {"T_max": T, "points": sweep}
-    metrics["converted_from"] = {"path": str(source), "method": state["method"],
-                                 "config_hash": state["config_hash"],
-                                 "accuracy": state["accuracy"]}
-    metrics["cost"]["eval_seconds"] = seconds
-    write_metrics(out, metrics)
-    return metrics
-
-
-def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, last: Evaluation,
-                  history: dict[str, list], start: Start, dist: Dist,
+def final_metrics(cfg: RunConfig, method: Method, data: dsr_data.Dataset, device: torch.device,
+                  last: Evaluation, history: dict[str, list], start: Start, world_size: int,
                   batch: int | None = None) -> dict[str, Any]:
-    """metrics.json; latency is timed at batch 1 and at `batch` (default eval_batch_size)."""
-    device, data = trainer.device, trainer.data
-    net, counter = last.net, last.counter
-    names = [n for n, m in net.named_modules() if any(m is s for s in counter.layers)]
+    """metrics.json: latency timed at batch 1 and at `batch` (default eval_batch_size) and the
+    peak memory measured now, then recorded with the run's evaluation and history."""
     x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
-    one = x[..., :1, :, :, :] if x.dim() == 5 else x[:1]
-    fn = lambda inp: method.logits(net, inp)  # noqa: E731
-    reps = cfg.train.latency_batches
-    ms = {"batch_1": M.latency_ms(fn, one, reps), f"batch_{x.shape[-4]}": M.latency_ms(fn, x, reps)}
-    peak, kind = M.peak_memory(device)
-    best = max(range(len(history["accuracy"])), key=lambda i: history["accuracy"][i])
-    info = data.info
+    ms = measure_latency(lambda inp: method.logits(last.net, inp), x, cfg.train.latency_batches)
+    return metrics_record(cfg, method, data.info, last, history, latency=ms,
+                          memory=peak_memory(device), device=str(device),
+                          prov=provenance(device, start, world_size))
+
+
+def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last: Evaluation,
+                   history: dict[str, list], latency: dict[str, float], memory: tuple[int, str],
+                   device: str, prov: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json from values already measured (nothing is timed or run here); the best epoch
+    is the first with the highest test accuracy."""
+    counter, acc = last.counter, history["accuracy"]
+    names = [n for n, m in last.net.named_modules() if any(m is s for s in counter.layers)]
+    best = max(range(len(acc)), key=lambda i: acc[i])
     return {
         "schema_version": SCHEMA_VERSION,
         "method": cfg.method, "category": method.category, "dataset": cfg.dataset,
@@ -496,16 +372,15 @@ def final_metrics(cfg: RunConfig, method: Method, trainer: Trainer, last: Evalua
                  "train_size": info.train_size, "test_size": info.test_size,
                  "split": info.split, "source": info.source,
                  "preprocessing": info.preprocessing},
-        "accuracy": {"best": history["accuracy"][best], "final": history["accuracy"][-1],
-                     "best_epoch": best + 1, "per_epoch": history["accuracy"],
-                     "validation_selected": None},
+        "accuracy": {"best": acc[best], "final": acc[-1], "best_epoch": best + 1,
+                     "per_epoch": acc, "validation_selected": None},
         "train_loss": history["loss"],
         "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
                         "total": counter.total(), "per_epoch_total": history["rate"]},
         "synops": last.synops,
-        "latency": {"time_steps": cfg.time_steps, "ms_per_sample": ms, "device": str(device)},
-        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": peak,
-                 "peak_memory_kind": kind},
+        "latency": {"time_steps": cfg.time_steps, "ms_per_sample": latency, "device": device},
+        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": memory[0],
+                 "peak_memory_kind": memory[1]},
         "config": cfg.to_dict(), "config_hash": cfg.hash,
-        "provenance": provenance(device, start, dist.world_size),
+        "provenance": prov,
     }

@@ -101,13 +101,13 @@ def test_every_method_trains_on_digits(key, tmp_path):
 def test_sweep_prefixes_equal_runs_at_that_t(tmp_path, monkeypatch):
     """Accuracy, SynOps and energy at prefix t of one T_max pass equal a T = t conversion, and
     splitting the test batches to bound memory changes nothing."""
-    import dsr.train
+    import dsr.convert
 
     convert = trained_source("conversion", tmp_path)
     got = {}
     for T, chunk in ((4, None), (16, None), (16, 7)):
         if chunk:  # 7 images per forward instead of the whole test batch
-            monkeypatch.setattr(dsr.train, "SWEEP_SAMPLE_STEPS", T * chunk)
+            monkeypatch.setattr(dsr.convert, "SWEEP_SAMPLE_STEPS", T * chunk)
         out = tmp_path / f"T{T}-{chunk}" / "metrics.json"
         assert main(["--method", "conversion", "--time-steps", str(T), "--epochs", "3", *SMALL,
                      *convert, "--out", str(out)]) == 0

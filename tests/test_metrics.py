@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsr import REPO_ROOT, models
+from dsr import REPO_ROOT, cost, models
 from dsr import metrics as M
 from dsr.layers import SeqWrap, TBatchNorm, flatten, linear
 from dsr.neuron import IFNeuron, LIFNeuron
@@ -385,8 +385,10 @@ def test_firing_rates_equal_a_direct_count(neuron, gen):
 
 def test_latency_and_peak_memory_are_sane():
     net = models.create("preact_resnet8", functools.partial(IFNeuron, 2), base_width=4).eval()
-    ms = M.latency_ms(net, torch.randn(2, 3, 16, 16), repeats=2)
+    ms = cost.latency_ms(net, torch.randn(2, 3, 16, 16), repeats=2)
     assert isinstance(ms, float) and ms > 0
-    assert M.latency_ms(net, torch.randn(2, 1, 3, 16, 16), repeats=1) > 0  # [T, B, ...] input
-    peak, kind = M.peak_memory(torch.device("cpu"))
+    assert cost.latency_ms(net, torch.randn(2, 1, 3, 16, 16), repeats=1) > 0  # [T, B, ...] input
+    both = cost.measure_latency(net, torch.randn(1, 3, 3, 16, 16), repeats=1)
+    assert list(both) == ["batch_1", "batch_3"] and all(v > 0 for v in both.values())
+    peak, kind = cost.peak_memory(torch.device("cpu"))
     assert isinstance(peak, int) and peak > 2**20 and kind == "cpu_peak_rss"

@@ -799,10 +799,11 @@ def assert_same(a, b, where: str) -> None:
 
 def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
     """A commit made while a run trains must not be recorded as the code that ran."""
+    from dsr import provenance
     from dsr import train as dsr_train
 
     calls = []
-    real = dsr_train.subprocess.run
+    real = provenance.subprocess.run
 
     def git(args, **kw):  # what git answers: HEAD moves and the tree turns dirty after epoch 1
         if args[0] != "git":
@@ -817,7 +818,7 @@ def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
         return out
 
     logged: list[str] = []
-    monkeypatch.setattr(dsr_train.subprocess, "run", git)
+    monkeypatch.setattr(provenance.subprocess, "run", git)
     cfg, method_cls = cli.resolve(cli.parser().parse_args(["--method", "dsr-if", *TINY, "--epochs",
                                                            "2", "--out", str(tmp_path / "m.json")]))
     m = dsr_train.run(cfg, method_cls, tmp_path / "m.json", log=logged.append)

@@ -1,0 +1,164 @@
+"""ANN-to-SNN conversion, the harness's other entry point (`python -m dsr.run --from-checkpoint`):
+no training; the ANN of a model.pt (`dsr.train.write_model`) is converted once and the SNN
+evaluated over a latency sweep, every prefix t of one T_max-step pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dsr import data as dsr_data
+from dsr import metrics as M
+from dsr.config import EVAL_ONLY, NOT_IDENTITY, RunConfig, sweep_points
+from dsr.cost import sync
+from dsr.method import Method
+from dsr.provenance import started
+from dsr.results import remove_stale_temps, write_metrics
+from dsr.train import Evaluation, TrainingError, final_metrics, load_data, pick_device, set_seed
+
+MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
+              "state_dict")
+# samples x time steps per forward of a latency sweep: the network holds every step of every
+# layer at once ([T*B, ...]), so a sweep to T_max evaluates 8192 // T_max images at a time
+# (eval_batch_size 256 at T = 32; at T = 1024 a CIFAR ResNet-18 layer is 2 GB, not 68)
+SWEEP_SAMPLE_STEPS = 8192
+
+
+def load_model(path: Path, cfg: RunConfig, method: Method) -> dict[str, Any]:
+    """A model.pt written by `dsr.train.write_model`, checked against the conversion run `cfg`."""
+    where = f"--from-checkpoint {path}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"{where}: no such file; train the {method.source_method} run that "
+                            "writes it first (python -m dsr.run ... --save-model PATH)") from None
+    except Exception as e:  # truncated or not a torch file: never a bare traceback
+        raise TrainingError(f"{where}: unreadable ({type(e).__name__}); rerun the job that "
+                            "wrote it") from None
+    if not isinstance(state, dict) or not all(k in state for k in MODEL_KEYS):
+        raise TrainingError(f"{where}: not a model.pt of `python -m dsr.run --save-model`")
+    if state["method"] != method.source_method:
+        raise TrainingError(f"{where}: holds a {state['method']!r} model; {cfg.method} converts "
+                            f"the model.pt of a {method.source_method!r} run")
+    for name in ("dataset", "arch", "seed"):
+        if state[name] != getattr(cfg, name):
+            raise TrainingError(f"{where}: trained with {name}={state[name]!r}, this run has "
+                                f"{name}={getattr(cfg, name)!r}; pass the same --{name}")
+    trained, mine = state["config"]["train"], dataclasses.asdict(cfg.train)
+    for key, value in mine.items():
+        if key not in NOT_IDENTITY + EVAL_ONLY and trained.get(key) != value:
+            raise TrainingError(f"{where}: trained with {key}={trained.get(key)!r}, this run "
+                                f"says {key}={value!r}; pass the --epochs/--set of the run "
+                                "that trained it")
+    if method.source_method == cfg.method:  # its own ANN (qcfs): the same hyperparameters
+        for key, value in cfg.params.items():
+            if state["config"]["params"].get(key) != value:
+                raise TrainingError(f"{where}: trained with {key}="
+                                    f"{state['config']['params'].get(key)!r}, this run says "
+                                    f"{key}={value!r}; pass the --set of the run that trained it")
+    return state
+
+
+def load_ann(state: dict[str, Any], source: Path, cfg: RunConfig, method: Method,
+             data: dsr_data.Dataset, device: torch.device) -> nn.Module:
+    ann = method.build(cfg.arch, data.info)
+    try:
+        ann.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise TrainingError(f"--from-checkpoint {source}: does not fit {cfg.method}'s "
+                            f"{cfg.arch} ({str(e).splitlines()[0]})") from None
+    return ann.to(device).eval()
+
+
+def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
+            extra_points: list[int], log=print,
+            dataset_plugins: dict[str, str] | None = None) -> dict:
+    """Convert a trained ANN (`source`, a model.pt) once and evaluate it for T_max =
+    cfg.time_steps steps; write `out` with the latency sweep: accuracy, SynOps and energy of
+    every prefix t in `sweep_points` from the same pass (the SNN is causal and its input
+    constant, so the running mean of the output over the first t steps is the T = t result)."""
+    start = started()
+    device = pick_device(cfg.train.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TrainingError("conversion evaluates in one process; run it without torchrun")
+    set_seed(cfg, device)
+    method = method_cls(cfg)
+    if method.source_method is None:
+        raise TrainingError(f"--from-checkpoint converts a trained ANN; {cfg.method} is not an "
+                            "ANN-to-SNN conversion method")
+    state = load_model(source, cfg, method)
+    data = load_data(cfg, dataset_plugins)
+    ann = load_ann(state, source, cfg, method, data, device)
+    remove_stale_temps(out)
+    points = sweep_points(cfg.time_steps, extra_points)
+    chunk = max(1, SWEEP_SAMPLE_STEPS // cfg.time_steps)
+    t0 = time.perf_counter()
+    net = method.inference_model(ann, data).eval()  # calibrates on training batches
+    correct, seen, counter, ops = sweep(cfg, net, method, data, points, chunk, device)
+    sync(device)
+    seconds = time.perf_counter() - t0
+    if seen == 0:
+        raise TrainingError("the test split is empty; nothing to evaluate")
+    t = cfg.train
+    rows = sweep_rows(cfg, points, correct, seen, ops, log)
+    synops = ops.report(seen, t.pj_per_ac, t.pj_per_mac)
+    last = Evaluation(rows[-1]["accuracy"], net, counter, synops)
+    history = {"accuracy": [last.accuracy], "loss": [], "seconds": [], "rate": [counter.total()]}
+    metrics = final_metrics(cfg, method, data, device, last, history, start, 1, batch=chunk)
+    metrics["latency_sweep"] = {"T_max": cfg.time_steps, "points": rows}
+    metrics["converted_from"] = {"path": str(source), "method": state["method"],
+                                 "config_hash": state["config_hash"],
+                                 "accuracy": state["accuracy"]}
+    metrics["cost"]["eval_seconds"] = seconds
+    write_metrics(out, metrics)
+    return metrics
+
+
+def sweep(cfg: RunConfig, net: nn.Module, method: Method, data: dsr_data.Dataset,
+          points: list[int], chunk: int, device: torch.device
+          ) -> tuple[Tensor, int, M.SpikeCounter, M.SynOpsCounter]:
+    """One T_max-step pass over the test split, `chunk` images per forward: the correct answers
+    at every prefix in `points`, the images seen and the counters (SynOps kept per step)."""
+    if net.output_neuron is not None:
+        raise TrainingError(f"{cfg.method}: the latency sweep reads the FC outputs of a network "
+                            "without an output neuron")
+    layers = method.spiking_layers(net)
+    counter, ops = M.SpikeCounter(layers), M.SynOpsCounter(net, layers, time_steps=cfg.time_steps)
+    outputs: list[Tensor] = []
+    grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))
+    prefix = torch.tensor(points, device=device) - 1
+    correct, seen = torch.zeros(len(points), dtype=torch.long), 0
+    try:
+        with torch.no_grad(), counter.attach(), ops.attach():
+            for batch, labels in data.batches("test", cfg.train.eval_batch_size, device=device):
+                # batch [B, ...] or [T, B, ...]: the sample axis is the 4th from the end
+                for x, y in zip(batch.split(chunk, batch.dim() - 4), labels.split(chunk),
+                                strict=True):
+                    outputs.clear()
+                    net(x)
+                    (seq,) = outputs  # [T, B, K]: the FC's output at every step
+                    running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
+                    correct += (running.argmax(-1) == y).sum(1).cpu()
+                    seen += len(y)
+    finally:
+        grab.remove()
+    return correct, seen, counter, ops
+
+
+def sweep_rows(cfg: RunConfig, points: list[int], correct: Tensor, seen: int,
+               ops: M.SynOpsCounter, log=print) -> list[dict[str, Any]]:
+    """metrics.json "latency_sweep.points": accuracy, SynOps and energy at each prefix."""
+    t, rows = cfg.train, []
+    for i, p in enumerate(points):
+        rep = ops.report(seen, t.pj_per_ac, t.pj_per_mac, steps=p)
+        rows.append({"T": p, "accuracy": int(correct[i]) / seen, "synops": rep["total_ac"],
+                     "energy_pj": rep["energy_pj"]})
+        log(f"[{cfg.method} {cfg.dataset} seed={cfg.seed}] T={p} acc "
+            f"{100 * rows[-1]['accuracy']:.2f}% SynOps {rep['total_ac']:.4g}")
+    return rows
