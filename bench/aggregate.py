@@ -4,9 +4,10 @@
 
 Writes N synthetic, schema-valid metrics.json files (5 deep PreAct-ResNets x 8 methods x 5 T x
 5 seeds for N = 1000, per-layer firing rates included) into a temporary folder, then times the
-`tables` rule's core (workflow/scripts/aggregate.py: read and check every file, summarise, render
-Markdown/LaTeX/CSV, write). Then times `snakemake -n --configfile config/paper.yaml` (parse,
-validate, expand the grid, build the DAG; nothing is trained or read). Targets: <= 10 s each.
+`tables` rule's core (pipeline.build.build_tables: read and check every file, summarise, judge
+the claims, render Markdown/LaTeX/CSV; then write). Then times `snakemake -n --configfile
+config/paper.yaml` (parse, validate, expand the grid, build the DAG; nothing is trained or read).
+Targets: <= 10 s each.
 The last line is `WORKFLOW aggregate_s=<x> files=<n> dry_run_s=<y> train_jobs=<j>`.
 """
 
@@ -19,14 +20,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from dsr import REPO_ROOT
+from dsr.config import PJ_PER_AC, PJ_PER_MAC
+from dsr.results import SCHEMA_VERSION, validate
 
 sys.path.insert(0, str(REPO_ROOT / "workflow" / "scripts"))
-from dsr.config import PJ_PER_AC, PJ_PER_MAC  # noqa: E402
-from dsr.results import SCHEMA_VERSION, validate  # noqa: E402
-from pipeline import build, collect, render
-from pipeline import published as pub  # noqa: E402
+from pipeline.build import build_tables, write_all  # noqa: E402
+from pipeline.grid import CLAIM_KINDS  # noqa: E402
 
 METHODS = ["dsr-if", "dsr-lif", "ann", "sg-bptt", "tet", "plif", "conversion", "qcfs"]
 ARCHS = ["preact_resnet20", "preact_resnet32", "preact_resnet44", "preact_resnet56",
@@ -98,21 +100,25 @@ def outputs_for(tables: Path) -> dict:
     entry = {k: {ext: f"{stem}.{ext}" for ext in ("md", "tex", "csv")} for k, stem in
              stems.items()}
     return {"experiments": {"bench": entry}, "runs_csv": str(tables / "runs.csv"),
-            "missing": str(tables / "MISSING.md")}
+            "missing": str(tables / "MISSING.md"),
+            "claims": {ext: str(tables / f"claims.{ext}") for ext in ("md", "csv")}}
 
 
 def time_aggregation(files: int) -> float:
     """Seconds for the tables rule's core on `files` synthetic metrics files."""
     with tempfile.TemporaryDirectory() as tmp:
         cells, experiments = synthetic_grid(Path(tmp) / "results", files)
-        outputs = outputs_for(Path(tmp) / "tables")
+        # the claims judged as on the paper grid: the synthetic experiment stands for cifar10
+        claims = {"file": str(REPO_ROOT / "paper_tables" / "claims.yaml"),
+                  "test": list(CLAIM_KINDS), "not_comparable": "",
+                  "experiments": {"cifar10": "bench"}, "archs": {}}
+        params = SimpleNamespace(name="bench", cells=cells, experiments=experiments,
+                                 outputs=outputs_for(Path(tmp) / "tables"), claims=claims)
         start = time.perf_counter()
-        published = pub.load_published(REPO_ROOT / "paper_tables" / "published.csv")
-        col = collect.collect(cells, experiments, strict=True)
-        written, _ = render.render_tables("bench", cells, experiments, outputs, col, published)
-        build.write_all(written)
+        tables = build_tables(params, REPO_ROOT / "paper_tables" / "published.csv", strict=True)
+        write_all(tables.files)
         seconds = time.perf_counter() - start
-        assert len(col.runs) == files, "every synthetic file must be aggregated"
+        assert len(tables.collected.runs) == files, "every synthetic file must be aggregated"
     return seconds
 
 
@@ -125,7 +131,9 @@ def time_dry_run() -> tuple[float, int]:
         start = time.perf_counter()
         out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - start
-    jobs = re.findall(r"^train(?:_model)?\s+(\d+)$", out.stdout + out.stderr, re.M)
+    # the first `Job stats` table (a dry run prints it again at the end)
+    stats = (out.stdout + out.stderr).split("Job stats:")[1].split("total")[0]
+    jobs = re.findall(r"^train(?:_model)?\s+(\d+)$", stats, re.M)
     return seconds, sum(map(int, jobs)) if jobs else -1
 
 
