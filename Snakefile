@@ -37,5 +37,5 @@ rule reproduce_table:
 
 
 include: "workflow/rules/train.smk"
-include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
