@@ -25,3 +25,11 @@ def restore_determinism_flags():
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     yield
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slurm tests run last (a stable sort keeps the rest in order): they install Slurm's client
+    tools, and once those exist without a running controller every later `snakemake` start
+    waits about 9 s in the Slurm executor plugin's import-time probe (`scontrol show config`,
+    whatever the executor), which adds minutes to the workflow tests."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
