@@ -89,7 +89,8 @@ def synthetic_grid(results: Path, files: int, seed: int = 0) -> tuple[list[dict]
                     path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
                     cells.append({"experiment": "bench", "dataset": "cifar10", "arch": arch,
                                   "method": method, "T": T, "seed": s, "path": str(path),
-                                  "epochs": 5, "mode": None, "set": {"lr": "0.1"}})
+                                  "hash": metrics["config_hash"], "epochs": 5, "mode": None,
+                                  "set": {"lr": "0.1"}})
     experiment = {"name": "bench", "title": "Synthetic CIFAR-10 grid", "dataset": "cifar10",
                   "archs": ARCHS, "methods": METHODS, "firing_rates": ["dsr-if", "dsr-lif"]}
     return cells, [experiment]

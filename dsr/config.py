@@ -56,6 +56,8 @@ NOT_IDENTITY = ("data_root", "download", "device", "latency_batches", "fail_at_e
 # TrainConfig fields that only change how a trained model is evaluated: a conversion run may set
 # them differently from the run that trained its ANN; every other field must match
 EVAL_ONLY = ("eval_batch_size", "test_subset", "pj_per_ac", "pj_per_mac")
+# seeds are drawn from [0, 2**32): what torch, numpy and every generator here accept
+SEED_LIMIT = 2**32
 
 
 class ConfigError(ValueError):
@@ -129,9 +131,14 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
+# TrainConfig fields that change the weights a run trains: a conversion run takes them from the
+# run whose model it converts (the rest are NOT_IDENTITY or EVAL_ONLY)
+TRAINING_KEYS = frozenset(f.name for f in fields(TrainConfig)) - set(NOT_IDENTITY) - set(EVAL_ONLY)
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines one run; `hash` identifies it in checkpoints and results."""
+    """Everything that determines one run; `hash` identifies it (see `identity`)."""
 
     method: str
     dataset: str
@@ -141,20 +148,48 @@ class RunConfig:
     mode: str
     train: TrainConfig
     params: dict[str, Any] = field(default_factory=dict)  # the method's resolved Params
+    # out-of-tree classes, {"method" | "dataset": "module:Class"}: another class under the same
+    # key is another run
+    plugins: dict[str, str] = field(default_factory=dict)
+    source: str | None = None  # conversion: the hash of the run whose model.pt it converts
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}; pick a smaller seed")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @property
     def hash(self) -> str:
-        """Identity of the run: every setting that can change its result (not where the data
-        lives, which device runs it, or test-only switches), so a retry elsewhere resumes."""
-        ident = self.to_dict()
-        ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY}
-        if self.dataset != "cifar10_dvs":  # the reader reads only CIFAR10-DVS
-            del ident["train"]["dvs_reader"]
-        blob = json.dumps(ident, sort_keys=True, default=str)
+        """The run's identity as 16 hex digits: its results folder's name, and the key of its
+        checkpoint, model.pt and cached metrics."""
+        blob = json.dumps(identity(self), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# RunConfig fields added after results were cached: left out of the identity at these values, so
+# an earlier run keeps its hash (and its results folder). A new field that changes no earlier
+# run's result joins this map with the value that reproduces the old behaviour.
+ADDED_LATER: dict[str, Any] = {"plugins": {}, "source": None}
+
+
+def identity(cfg: RunConfig) -> dict[str, Any]:
+    """What identifies a run: every setting that can change its result, and nothing else (not
+    where the data lives, which device runs it, how often latency is timed, test-only switches),
+    so a run retried elsewhere resumes and a changed setting is a new run beside the old one.
+
+    The one definition: RunConfig.hash (results folder, checkpoint, model.pt), the workflow's
+    planned folders and cached-result check (pipeline.grid, pipeline.collect) and conversion's
+    model check (dsr.convert, through `source`) all derive from it."""
+    ident = cfg.to_dict()
+    ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY}
+    if cfg.dataset != "cifar10_dvs":  # the reader reads only CIFAR10-DVS
+        del ident["train"]["dvs_reader"]
+    for name, neutral in ADDED_LATER.items():
+        if ident[name] == neutral:
+            del ident[name]
+    return ident
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number"}
@@ -198,13 +233,18 @@ def parse_value(key: str, raw: str, typ: Any) -> Any:
     return raw
 
 
-def split_overrides(pairs: list[str]) -> dict[str, str]:
+def split_overrides(pairs: list[str], flag: str = "--set") -> dict[str, str]:
+    """KEY=VALUE pairs as a dict; a key given twice is an error (which one was meant?)."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
+        key = key.strip()
+        if key in out:
+            raise ConfigError(f"{flag} {key} is given twice ({key}={out[key]} and "
+                              f"{key}={value.strip()}); give it once")
+        out[key] = value.strip()
     return out
 
 

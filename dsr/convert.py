@@ -15,12 +15,14 @@ from torch import Tensor, nn
 
 from dsr import data as dsr_data
 from dsr import metrics as M
-from dsr.config import EVAL_ONLY, NOT_IDENTITY, RunConfig, sweep_points
-from dsr.cost import sync
+from dsr import preflight
+from dsr.config import TRAINING_KEYS, RunConfig, sweep_points
+from dsr.cost import peak_memory, sync
 from dsr.method import Method
 from dsr.provenance import started
-from dsr.results import remove_stale_temps, write_metrics
-from dsr.train import Evaluation, TrainingError, final_metrics, load_data, pick_device, set_seed
+from dsr.record import Evaluation, diverged_record, final_metrics, run_provenance
+from dsr.results import remove_stale_temps, run_lock, write_metrics
+from dsr.train import TrainingError, load_data, pick_device, set_seed
 
 MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
               "state_dict")
@@ -30,19 +32,32 @@ MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "acc
 SWEEP_SAMPLE_STEPS = 8192
 
 
-def load_model(path: Path, cfg: RunConfig, method: Method) -> dict[str, Any]:
-    """A model.pt written by `dsr.train.write_model`, checked against the conversion run `cfg`."""
+def read_model(path: Path, source_method: str | None = None) -> dict[str, Any]:
+    """A model.pt written by `dsr.train.write_model` (its config_hash is the `source` of the
+    conversion run that converts it; `source_method`: the method that trains it, for the
+    error message); see check_model."""
     where = f"--from-checkpoint {path}"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise TrainingError(f"{where}: no such file; train the {method.source_method} run that "
-                            "writes it first (python -m dsr.run ... --save-model PATH)") from None
+        raise TrainingError(f"{where}: no such file; train the {source_method or 'source'} run "
+                            "that writes it first (python -m dsr.run ... --save-model PATH)"
+                            ) from None
     except Exception as e:  # truncated or not a torch file: never a bare traceback
         raise TrainingError(f"{where}: unreadable ({type(e).__name__}); rerun the job that "
                             "wrote it") from None
     if not isinstance(state, dict) or not all(k in state for k in MODEL_KEYS):
         raise TrainingError(f"{where}: not a model.pt of `python -m dsr.run --save-model`")
+    return state
+
+
+def check_model(state: dict[str, Any], path: Path, cfg: RunConfig, method: Method) -> None:
+    """The model must be the `source` run's, of the conversion's method, data, arch and seed,
+    trained with the conversion run's training settings (which calibrate on training batches)."""
+    where = f"--from-checkpoint {path}"
+    if state["config_hash"] != cfg.source:
+        raise TrainingError(f"{where}: holds run {state['config_hash']}, this conversion "
+                            f"converts run {cfg.source}")
     if state["method"] != method.source_method:
         raise TrainingError(f"{where}: holds a {state['method']!r} model; {cfg.method} converts "
                             f"the model.pt of a {method.source_method!r} run")
@@ -51,10 +66,10 @@ def load_model(path: Path, cfg: RunConfig, method: Method) -> dict[str, Any]:
             raise TrainingError(f"{where}: trained with {name}={state[name]!r}, this run has "
                                 f"{name}={getattr(cfg, name)!r}; pass the same --{name}")
     trained, mine = state["config"]["train"], dataclasses.asdict(cfg.train)
-    for key, value in mine.items():
-        if key not in NOT_IDENTITY + EVAL_ONLY and trained.get(key) != value:
+    for key in sorted(TRAINING_KEYS):
+        if trained.get(key) != mine[key]:
             raise TrainingError(f"{where}: trained with {key}={trained.get(key)!r}, this run "
-                                f"says {key}={value!r}; pass the --epochs/--set of the run "
+                                f"says {key}={mine[key]!r}; pass the --epochs/--set of the run "
                                 "that trained it")
     if method.source_method == cfg.method:  # its own ANN (qcfs): the same hyperparameters
         for key, value in cfg.params.items():
@@ -62,7 +77,6 @@ def load_model(path: Path, cfg: RunConfig, method: Method) -> dict[str, Any]:
                 raise TrainingError(f"{where}: trained with {key}="
                                     f"{state['config']['params'].get(key)!r}, this run says "
                                     f"{key}={value!r}; pass the --set of the run that trained it")
-    return state
 
 
 def load_ann(state: dict[str, Any], source: Path, cfg: RunConfig, method: Method,
@@ -78,11 +92,13 @@ def load_ann(state: dict[str, Any], source: Path, cfg: RunConfig, method: Method
 
 def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
             extra_points: list[int], log=print,
-            dataset_plugins: dict[str, str] | None = None) -> dict:
-    """Convert a trained ANN (`source`, a model.pt) once and evaluate it for T_max =
-    cfg.time_steps steps; write `out` with the latency sweep: accuracy, SynOps and energy of
-    every prefix t in `sweep_points` from the same pass (the SNN is causal and its input
-    constant, so the running mean of the output over the first t steps is the T = t result)."""
+            dataset_plugins: dict[str, str] | None = None,
+            state: dict[str, Any] | None = None) -> dict:
+    """Convert a trained ANN (`source`, a model.pt; `state`, its contents if already read) once
+    and evaluate it for T_max = cfg.time_steps steps; write `out` with the latency sweep:
+    accuracy, SynOps and energy of every prefix t in `sweep_points` from the same pass (the SNN
+    is causal and its input constant, so the running mean of the output over the first t steps
+    is the T = t result). A model whose training diverged is recorded as diverged here too."""
     start = started()
     device = pick_device(cfg.train.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -92,12 +108,35 @@ def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
     if method.source_method is None:
         raise TrainingError(f"--from-checkpoint converts a trained ANN; {cfg.method} is not an "
                             "ANN-to-SNN conversion method")
-    state = load_model(source, cfg, method)
+    state = read_model(source) if state is None else state
+    check_model(state, source, cfg, method)
     data = load_data(cfg, dataset_plugins)
-    ann = load_ann(state, source, cfg, method, data, device)
-    remove_stale_temps(out)
-    points = sweep_points(cfg.time_steps, extra_points)
     chunk = max(1, SWEEP_SAMPLE_STEPS // cfg.time_steps)
+    preflight.footprint(cfg, method.model_options(data.info), data.info).refuse_above(
+        preflight.available_memory(device), cfg.time_steps, chunk, "conversion sweep")
+    with run_lock(out):
+        return evaluate_sweep(cfg, method, out, source, state, extra_points, data, device, start,
+                              log)
+
+
+def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, state: dict,
+                   extra_points: list[int], data: dsr_data.Dataset, device: torch.device,
+                   start, log) -> dict:
+    """`convert`'s work once it holds the run's lock: the sweep, or a diverged model's record."""
+    remove_stale_temps(out)
+    if state.get("diverged"):
+        div = state["diverged"]
+        metrics = diverged_record(cfg, method, data.info, {"accuracy": [], "loss": [],
+                                  "seconds": [], "rate": []}, epoch=div["epoch"],
+                                  reason=f"the converted model diverged: {div['reason']}",
+                                  memory=peak_memory(device), device=str(device),
+                                  prov=run_provenance(cfg, device, start, 1))
+        log(f"{source} diverged in training; recorded as diverged in {out}")
+        write_metrics(out, metrics)
+        return metrics
+    chunk = max(1, SWEEP_SAMPLE_STEPS // cfg.time_steps)
+    ann = load_ann(state, source, cfg, method, data, device)
+    points = sweep_points(cfg.time_steps, extra_points)
     t0 = time.perf_counter()
     net = method.inference_model(ann, data).eval()  # calibrates on training batches
     correct, seen, counter, ops = sweep(cfg, net, method, data, points, chunk, device)

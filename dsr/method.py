@@ -61,12 +61,15 @@ class Method:
     def neuron_factory(self) -> models.NeuronFactory:
         raise NotImplementedError
 
-    def build(self, arch: str, info: DataInfo) -> nn.Module:
+    def model_options(self, info: DataInfo) -> dict[str, Any]:
+        """The architecture options of `build` (also what `dsr.preflight` probes with)."""
         t = self.cfg.train
-        return models.create(arch, self.neuron_factory(), num_classes=info.num_classes,
-                             in_channels=info.in_channels, input_size=info.image_size,
-                             base_width=t.base_width, dropout=t.dropout, stem=t.stem,
-                             output_neuron=self.output_neuron, pool_neuron=self.pool_neuron)
+        return dict(num_classes=info.num_classes, in_channels=info.in_channels,
+                    input_size=info.image_size, base_width=t.base_width, dropout=t.dropout,
+                    stem=t.stem, output_neuron=self.output_neuron, pool_neuron=self.pool_neuron)
+
+    def build(self, arch: str, info: DataInfo) -> nn.Module:
+        return models.create(arch, self.neuron_factory(), **self.model_options(info))
 
     def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
         """Before training (e.g. ANN pre-training); `trainer.fit(model, method, epochs)` helps."""

@@ -43,9 +43,14 @@ def import_class(kind: str, key: str, target: str, error: type[Exception]) -> ty
     module_name, _, cls_name = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
+    except SystemExit as e:  # a module that exits when imported would end the run silently
+        raise error(f"{kind} {key!r} points at {target!r}, whose import calls sys.exit({e.code})"
+                    "; guard the module's script code with `if __name__ == \"__main__\":`"
+                    ) from None
     except Exception as e:  # any import failure of a user's module: one line, not a traceback
-        raise error(f"{kind} {key!r} points at {target!r}, which does not import ({e}); "
-                    "check the module path and that it is on PYTHONPATH") from None
+        raise error(f"{kind} {key!r} points at {target!r}, which does not import ({e}); check "
+                    "the module path and that its folder is on the path (plugin_paths: in a "
+                    "workflow config, --plugin-path for python -m dsr.run)") from None
     if getattr(cls, "key", key) != key:
         raise error(f"{kind} class {target} declares key {cls.key!r} but is registered as "
                     f"{key!r}; use one name everywhere")

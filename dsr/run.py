@@ -4,7 +4,12 @@
         --out results/runs/digits/preact_resnet8/dsr-if/T4/seed0/metrics.json
 
 Defaults are the paper's per dataset and method; `--set key=value` overrides any harness or
-method hyperparameter (unknown keys are errors). Errors print one line and exit non-zero.
+method hyperparameter (unknown or repeated keys are errors). Errors print one line and exit 2,
+before anything is trained where the input allows it (dsr.preflight). The workflow writes each
+run to a folder named by its hash (`.../seed0/<config_hash>/metrics.json`); a call whose --out
+already holds this run does nothing, one that holds another run is refused, and one process at a
+time holds a run's folder. SIGTERM or SIGUSR1 checkpoints the current step and exits 75; the
+same command then resumes. A run whose loss becomes non-finite is recorded as diverged (exit 0).
 
 ANN-to-SNN conversion never trains: `--save-model` keeps a trained ANN (the `ann` run's, or
 `qcfs`'s quantised one, trained at --time-steps 1), and `--from-checkpoint` converts it and
@@ -22,23 +27,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dsr import datasets, models, registry
-from dsr.config import (
-    MODES,
-    ConfigError,
-    RunConfig,
-    TrainConfig,
-    apply_overrides,
-    split_overrides,
-    train_config,
-)
+from dsr import datasets, registry
+from dsr.config import MODES, ConfigError, RunConfig, split_overrides
+from dsr.resolve import add_plugin_paths, plugin_targets, resolve
 
 if TYPE_CHECKING:
     from dsr.method import Method
+
+# exit status of a run stopped by SIGTERM/SIGUSR1 after checkpointing (EX_TEMPFAIL: try again)
+PREEMPTED = 75
 
 
 def positive_int(text: str) -> int:
@@ -64,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True,
                    help=f"{', '.join(datasets.DATASETS)} or a --dataset-plugin key")
     p.add_argument("--time-steps", type=positive_int, required=True, help="T (the paper's N)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="in [0, 2**32)")
     p.add_argument("--arch", help="architecture (default: the dataset's, e.g. preact_resnet18)")
     p.add_argument("--epochs", type=positive_int, help="default: the paper's for the dataset")
     p.add_argument("--mode", choices=MODES,
@@ -76,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
                    help="register an out-of-tree method (repeatable)")
     p.add_argument("--dataset-plugin", action="append", default=[], metavar="KEY=MODULE:CLASS",
                    help="register an out-of-tree dataset (repeatable)")
+    p.add_argument("--plugin-path", action="append", default=[], metavar="DIR",
+                   help="a folder to import plug-in modules from (repeatable)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, type=Path, help="path of the metrics.json to write")
     p.add_argument("--save-model", type=Path, metavar="PATH",
@@ -92,52 +96,17 @@ def time_list(text: str) -> list[int]:
     return [positive_int(t) for t in text.split(",") if t.strip()]
 
 
-def plugin_targets(flag: str, pairs: list[str]) -> dict[str, str]:
-    """--plugin / --dataset-plugin KEY=module:Class pairs as {key: target}."""
-    for pair in pairs:
-        key, _, target = pair.partition("=")
-        if not key or ":" not in target:
-            raise ConfigError(f"{flag} {pair}: expected KEY=module:Class")
-    return split_overrides(pairs)
-
-
-def resolve(args: argparse.Namespace) -> tuple[RunConfig, type[Method]]:
-    """Command-line arguments -> one frozen RunConfig and the method class it runs; raises
-    ConfigError, UnknownMethod or UnknownDataset."""
-    plugins = plugin_targets("--plugin", args.plugin)
-    dataset_defaults = datasets.defaults(args.dataset,
-                                         plugin_targets("--dataset-plugin", args.dataset_plugin))
-    method_cls = registry.get(args.method, plugins)
-    arch = args.arch or dataset_defaults.get("arch")
-    if arch is None:
-        raise ConfigError(f"dataset {args.dataset!r} declares no default arch; pass --arch")
-    if arch not in models.names():
-        valid = ", ".join(models.names())
-        raise ConfigError(f"unknown architecture {arch!r}; choose one of {valid}")
-    mode = args.mode or method_cls.modes[0]
-    if mode not in method_cls.modes:
-        raise ConfigError(f"--mode {mode} is not available for {args.method} (it has "
-                          f"{', '.join(method_cls.modes)}); fast and approx mode are DSR's")
+def resolve_args(args: argparse.Namespace, source: str | None = None
+                 ) -> tuple[RunConfig, type[Method]]:
+    """Command-line arguments -> one frozen RunConfig and the method class it runs."""
     overrides = split_overrides(args.set)
-    if args.epochs is not None:
-        overrides["epochs"] = str(args.epochs)
     if args.device is not None:
         overrides["device"] = args.device
-    params_cls = method_cls.Params
-    known = {f.name for f in dataclasses.fields(TrainConfig)} | {
-        f.name for f in dataclasses.fields(params_cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} for --set; valid keys: "
-                          f"{', '.join(sorted(known))}")
-    train = train_config(args.dataset, args.time_steps, overrides, dataset_defaults)
-    params = apply_overrides(params_cls, method_cls.default_params(args.time_steps, args.dataset),
-                             overrides)
-    params_cls(**params)  # validates types/values the method checks in __post_init__
-    cfg = RunConfig(method=args.method, dataset=args.dataset, arch=arch,
-                    time_steps=args.time_steps, seed=args.seed, mode=mode, train=train,
-                    params=params)
-    return cfg, method_cls
+    return resolve(args.method, args.dataset, args.time_steps, args.seed, arch=args.arch,
+                   epochs=args.epochs, mode=args.mode, overrides=overrides,
+                   plugins=plugin_targets("--plugin", args.plugin),
+                   dataset_plugins=plugin_targets("--dataset-plugin", args.dataset_plugin),
+                   source=source)
 
 
 def check_out(out: Path) -> None:
@@ -179,29 +148,82 @@ def check_stage(args: argparse.Namespace, cls: type[Method]) -> None:
                           "its training); convert it at T with --from-checkpoint <its model.pt>")
 
 
+def check_paths(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """--save-model must not overwrite --out or the run's checkpoint, and a results folder named
+    by a run hash (the workflow's layout) must be this run's."""
+    from dsr.checkpoint import checkpoint_path
+
+    if args.save_model is not None:
+        model = args.save_model.resolve()
+        for name, path in (("--out", args.out), ("the run's checkpoint",
+                                                 checkpoint_path(args.out))):
+            if model == path.resolve():
+                raise ConfigError(f"--save-model {args.save_model} is {name}; save the model "
+                                  "to its own file, e.g. model.pt beside metrics.json")
+    folder = args.out.parent.name
+    if re.fullmatch(r"[0-9a-f]{16}", folder) and folder != cfg.hash:
+        raise ConfigError(f"--out {args.out}: its folder names run {folder}, but these arguments "
+                          f"are run {cfg.hash}; write it to .../{cfg.hash}/{args.out.name}")
+
+
+def already_done(args: argparse.Namespace, cfg: RunConfig, log) -> bool:
+    """True when --out already holds this run (and --save-model its model): nothing to do. A
+    corrupt --out is moved aside (it is retrained); one that holds another run is refused."""
+    from dsr.results import ResultError, quarantine, read_metrics
+
+    if not args.out.exists():
+        return False
+    try:
+        metrics = read_metrics(args.out)
+    except ResultError as e:
+        log(f"{e}: moved aside to {quarantine(args.out)}; training it again")
+        return False
+    if metrics["config_hash"] != cfg.hash:
+        raise ConfigError(f"--out {args.out} already holds another run (config_hash "
+                          f"{metrics['config_hash']}, this one is {cfg.hash}); choose another "
+                          "--out, a finished result is never overwritten")
+    if args.save_model is not None and not args.save_model.exists():
+        return False  # resumed from the last checkpoint to write the model
+    log(f"{args.out} already holds this run ({cfg.hash}); nothing to do")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from dsr.convert import convert
+    from dsr.checkpoint import CheckpointError, Preempted
+    from dsr.convert import convert, read_model
     from dsr.data import DataError
     from dsr.results import ResultError
     from dsr.train import TrainingError, run
 
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        cfg, method_cls = resolve(args)
+        add_plugin_paths(args.plugin_path)
+        cfg, method_cls = resolve_args(args)
         check_out(args.out)
         check_stage(args, method_cls)
-        log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+        state = None
+        if args.from_checkpoint is not None:  # a conversion is identified by what it converts
+            state = read_model(args.from_checkpoint, method_cls.source_method)
+            cfg = dataclasses.replace(cfg, source=state["config_hash"])
+        check_paths(args, cfg)
+        if already_done(args, cfg, log):
+            return 0
         dataset_plugins = plugin_targets("--dataset-plugin", args.dataset_plugin)
-        if args.from_checkpoint is not None:
-            convert(cfg, method_cls, args.out, args.from_checkpoint, args.sweep_points, log=log,
-                    dataset_plugins=dataset_plugins)
+        if state is not None:
+            convert(cfg, method_cls, args.out, args.from_checkpoint, args.sweep_points,
+                    log=log, dataset_plugins=dataset_plugins, state=state)
         else:
             run(cfg, method_cls, args.out, log=log, save_model=args.save_model,
                 dataset_plugins=dataset_plugins)
     except (ConfigError, registry.UnknownMethod, datasets.UnknownDataset, DataError, ResultError,
-            TrainingError) as e:
+            TrainingError, CheckpointError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always
         return 2
+    except Preempted as e:  # a scheduler's stop signal: the current step is checkpointed
+        print(f"preempted: {e}; the step is checkpointed, rerun the same command to resume",
+              file=sys.stderr)
+        return PREEMPTED
     except OSError as e:  # disk full, permissions, ...: checkpoints are atomic, so resuming works
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or ' '.join(str(e).split())}; free space or fix "

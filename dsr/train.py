@@ -1,12 +1,14 @@
 """The shared harness: one run = data, method, optimiser, schedule, epochs, metrics.json.
 
-Reads top to bottom: set-up -> resume -> epochs (train, evaluate, checkpoint) -> final metrics
-(measured, then recorded). Deterministic on CPU given the seed: batches depend on (seed, epoch)
-only and the RNG state is checkpointed, so a run killed at any point and rerun with the same
-arguments resumes and ends with the same metrics. Runs under torchrun with
-DistributedDataParallel (gloo on CPU, nccl on GPU); DDP averages gradients, so dL/dv_th is never
-multiplied by the number of processes. The other entry point, ANN-to-SNN conversion without
-training, is `dsr.convert`.
+Reads top to bottom: set-up -> checks before the first step (dsr.preflight) -> resume -> epochs
+(train, evaluate, checkpoint) -> final metrics (measured, then recorded). Deterministic on CPU
+given the seed: batches depend on (seed, epoch) only and the RNG state is checkpointed, so a run
+killed at any point and rerun with the same arguments resumes and ends with the same metrics; a
+SIGTERM or SIGUSR1 (a scheduler's warning) checkpoints the current step and exits, and a run
+whose loss or weights become non-finite is recorded as diverged (dsr.checkpoint, dsr.record).
+Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU); DDP averages
+gradients, so dL/dv_th is never multiplied by the number of processes. The other entry point,
+ANN-to-SNN conversion without training, is `dsr.convert`.
 """
 
 from __future__ import annotations
@@ -25,19 +27,28 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm import tqdm
 
+from dsr import checkpoint, preflight, record
 from dsr import data as dsr_data
 from dsr import metrics as M
+from dsr.checkpoint import Preempted, Progress, StopFlag
 from dsr.config import RunConfig, TrainConfig
-from dsr.cost import measure_latency, peak_memory, sync
+from dsr.cost import sync
 from dsr.method import Method
-from dsr.provenance import Start, provenance, started
-from dsr.results import SCHEMA_VERSION, atomic_write, remove_stale_temps, write_metrics
-
-CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
+from dsr.provenance import started
+from dsr.record import Evaluation
+from dsr.results import atomic_write, remove_stale_temps, run_lock, write_metrics
 
 
 class TrainingError(RuntimeError):
-    """The run cannot go on (non-finite loss, incompatible checkpoint); message says why."""
+    """The run cannot go on (e.g. an incompatible model file); the message says why."""
+
+
+class Diverged(RuntimeError):  # noqa: N818 (a result, recorded as such: not an error)
+    """The loss or the weights became non-finite in epoch `epoch` (1-based)."""
+
+    def __init__(self, epoch: int, reason: str):
+        super().__init__(f"diverged in epoch {epoch}: {reason}")
+        self.epoch, self.reason = epoch, reason
 
 
 @dataclass
@@ -81,11 +92,15 @@ def set_seed(cfg: RunConfig, device: torch.device) -> None:
 
 
 def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Dataset:
+    """The run's data, refused before the first step if a split is empty or a label is out of
+    range (dsr.data.check_splits)."""
     t = cfg.train
-    return dsr_data.load(cfg.dataset, t.data_root, download=t.download,
+    data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
                          dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
                          plugins=plugins)
+    dsr_data.check_splits(data, cfg.dataset)
+    return data
 
 
 def lr_lambda(warmup: int, total: int):
@@ -121,14 +136,6 @@ def make_schedule(opt: torch.optim.Optimizer, t: TrainConfig, data: dsr_data.Dat
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, total))
 
 
-@dataclass
-class Evaluation:
-    accuracy: float
-    net: nn.Module  # the evaluated network (method.inference_model)
-    counter: M.SpikeCounter
-    synops: dict[str, Any] | None
-
-
 class Trainer:
     """Trains `method` on `data` for the run `cfg`; `fit` is reusable for ANN pre-training."""
 
@@ -146,28 +153,46 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
-    def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int) -> float:
-        """One epoch over the training set; `model` is the output of `training_module`."""
+    def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int,
+                    progress: Progress | None = None, stop: StopFlag | None = None) -> float:
+        """One epoch over the training set (the mean loss); `model` is the output of
+        `training_module`. With `progress`, the epoch starts after its `step` steps (a resumed
+        run) and its counters are kept there; with `stop`, a set flag ends the epoch after the
+        current step with Preempted."""
         t, dist = self.cfg.train, self.dist
+        progress = progress or Progress(epoch)
         model.train()
         # batch_size is the global batch; each rank takes its share (the data layer's contract)
         batches = self.data.batches("train", t.batch_size, epoch=epoch, seed=self.cfg.seed,
                                     device=self.device, rank=dist.rank,
-                                    world_size=dist.world_size, drop_last=dist.drop_last)
-        total, count = 0.0, 0
-        bar = tqdm(batches, total=steps_per_epoch(self.data, t, dist), desc=f"epoch {epoch + 1}",
-                   leave=False, disable=None, file=sys.stderr)
+                                    world_size=dist.world_size, drop_last=dist.drop_last,
+                                    start=progress.step)
+        bar = tqdm(batches, total=steps_per_epoch(self.data, t, dist) - progress.step,
+                   desc=f"epoch {epoch + 1}", leave=False, disable=None, file=sys.stderr)
         for x, y in bar:
             loss = method.loss(method.train_outputs(model, x), y)
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}; the "
-                                    "last good checkpoint is kept: lower lr or check the data")
+                raise Diverged(epoch + 1, f"non-finite loss ({loss.item()}) at step "
+                               f"{progress.step + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total, count = total + loss.item() * len(y), count + len(y)
-        return total / max(1, count)
+            progress.step += 1
+            progress.loss_sum += loss.item() * len(y)
+            progress.samples += len(y)
+            if stop is not None and self.stopping(stop):
+                raise Preempted(f"stopped by signal {stop.signal} in epoch {epoch + 1} after "
+                                f"step {progress.step}")
+        return progress.loss_sum / max(1, progress.samples)
+
+    def stopping(self, stop: StopFlag) -> bool:
+        """Whether to stop now; every process of a DDP run agrees (one may miss the signal)."""
+        if self.dist.world_size == 1:
+            return bool(stop)
+        flag = torch.tensor(float(bool(stop)), device=self.device)
+        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, method: Method, synops: bool = False) -> Evaluation:
@@ -186,23 +211,28 @@ class Trainer:
         report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
         return Evaluation(correct / max(1, seen), net, counter, report)
 
-    def run_epoch(self, model: nn.Module, train_model: nn.Module, opt, sched, epoch: int,
-                  history: dict[str, list]) -> Evaluation:
-        """Train one epoch of the run, evaluate, append both to `history` and log them."""
-        cfg, method = self.cfg, self.method
-        t0 = time.perf_counter()
-        loss = self.train_epoch(train_model, method, opt, sched, epoch)
+    def run_epoch(self, model: nn.Module, train_model: nn.Module, opt, sched,
+                  progress: Progress, stop: StopFlag | None = None) -> Evaluation:
+        """Train epoch `progress.epoch` of the run (from its `step`), evaluate, append both to
+        the history, log them and move `progress` to the next epoch's start."""
+        cfg, method, epoch = self.cfg, self.method, progress.epoch
+        t0 = time.perf_counter() - progress.seconds
+        try:
+            loss = self.train_epoch(train_model, method, opt, sched, epoch, progress, stop)
+        finally:  # a stopped epoch keeps its time so far in the checkpoint
+            progress.seconds = time.perf_counter() - t0
         sync(self.device)
         seconds = time.perf_counter() - t0
-        if not finite_state(model):  # a finite loss with non-finite gradients: do not save it
-            raise TrainingError(f"non-finite weights after epoch {epoch + 1}; the last good "
-                                "checkpoint is kept: lower lr or check the method's gradients")
+        if not finite_state(model):  # a finite loss with non-finite gradients
+            raise Diverged(epoch + 1, "non-finite weights after the epoch")
         # the last epoch's pass also counts SynOps (one pass over the test set, not two)
         last = self.evaluate(model, method, synops=epoch + 1 == cfg.train.epochs)
         acc, total = last.accuracy, last.counter.total()
         for key, value in (("accuracy", acc), ("loss", loss), ("seconds", seconds),
                            ("rate", total)):
-            history[key].append(value)
+            progress.history[key].append(value)
+        progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
+        progress.samples, progress.seconds = 0, 0.0
         rate = "-" if total is None else f"{100 * total:.2f}%"
         self.log(f"[{cfg.method} {cfg.dataset} T={cfg.time_steps} seed={cfg.seed}] epoch "
                  f"{epoch + 1}/{cfg.train.epochs} loss {loss:.4f} acc {100 * acc:.2f}% rate "
@@ -224,58 +254,23 @@ def finite_state(model: nn.Module) -> bool:
     return all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point())
 
 
-# ---- checkpoints ------------------------------------------------------------------------------
-
-
-def checkpoint_path(out: Path) -> Path:
-    return out.parent / "checkpoint.pt"
-
-
-def load_checkpoint(path: Path, cfg: RunConfig) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or not a checkpoint: never a bare traceback
-        raise TrainingError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it to "
-                            "restart this run from scratch") from None
-    if not isinstance(ckpt, dict) or not all(k in ckpt for k in CHECKPOINT_KEYS):
-        raise TrainingError(f"{path}: not a checkpoint of this trainer; delete it to restart this "
-                            "run from scratch")
-    if ckpt["config_hash"] != cfg.hash:
-        raise TrainingError(f"{path}: checkpoint of a different configuration; delete it to "
-                            "restart, or rerun with the arguments that wrote it")
-    return ckpt
-
-
-def resume(ckpt: dict[str, Any], path: Path, model: nn.Module, opt, sched) -> tuple[dict, int]:
-    """Load the state of `ckpt` (read from `path`); (history, epochs done)."""
-    try:  # same config hash, but e.g. written by another version of the code
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise TrainingError(f"{path}: does not fit this model ({str(e).splitlines()[0]}); "
-                            "delete it to restart this run from scratch") from None
-    return ckpt["history"], ckpt["epoch"]
-
-
-def save_checkpoint(path: Path, cfg: RunConfig, epoch: int, model: nn.Module, opt, sched,
-                    history: dict[str, list]) -> None:
-    """The state after `epoch` epochs, written atomically: a kill mid-write keeps the last."""
-    state = {"config_hash": cfg.hash, "epoch": epoch, "model": model.state_dict(),
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "rng": torch.get_rng_state(), "history": history}
-    atomic_write(path, lambda f: torch.save(state, f), mode="wb")
-
-
 # ---- one run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What training produced: the model, its last evaluation (None if it diverged), the
+    per-epoch history and, if it diverged, where and why."""
+
+    model: nn.Module
+    last: Evaluation | None
+    history: dict[str, list]
+    diverged: Diverged | None = None
 
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
         save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None) -> dict:
-    """Train and evaluate one configuration with `method_cls` (as `dsr.run.resolve` returns
+    """Train and evaluate one configuration with `method_cls` (as `dsr.resolve.resolve` returns
     them); write `out` (metrics.json) atomically at the end, and with `save_model` the trained
     weights (a model.pt that `dsr.convert` loads) before it. dataset_plugins registers
     out-of-tree datasets ({key: module:Class})."""
@@ -287,100 +282,103 @@ def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
     method: Method = method_cls(cfg)
     if method.source_method is not None:
         method.converted = False  # training its ANN: evaluate that ANN (`dsr.convert` converts it)
+    preflight.check_run(cfg, method.model_options(data.info), data.info, device, dist.world_size)
     trainer = Trainer(cfg, method, data, device, dist, log)
-    model, last, history = train(trainer, out)
-    metrics = final_metrics(cfg, method, data, device, last, history, start, dist.world_size)
-    if dist.main:
-        if save_model is not None:
-            write_model(save_model, model, cfg, metrics)
-        write_metrics(out, metrics)
+    state = restore(trainer, out)  # a checkpoint that does not fit is refused, nothing written
+    # one process per run folder (DDP's other ranks write nothing)
+    with run_lock(out) if dist.main else contextlib.nullcontext():
+        outcome = train(trainer, out, state)
+        if outcome.diverged is None:
+            metrics = record.final_metrics(cfg, method, data, device, outcome.last,
+                                           outcome.history, start, dist.world_size)
+        else:
+            log(f"{outcome.diverged}; recorded as diverged in {out}")
+            metrics = record.diverged_metrics(cfg, method, data.info, outcome.history,
+                                              outcome.diverged, device, start, dist.world_size)
+        if dist.main:
+            if save_model is not None:
+                write_model(save_model, outcome.model, cfg, metrics)
+            write_metrics(out, metrics)
     return metrics
 
 
-def train(trainer: Trainer, out: Path) -> tuple[nn.Module, Evaluation, dict[str, list]]:
-    """Build the model (or resume it from the checkpoint next to `out`) and train it for the
-    run's epochs, a checkpoint after each; (model, its last evaluation, per-epoch history)."""
-    cfg, method, data, dist = trainer.cfg, trainer.method, trainer.data, trainer.dist
-    t = cfg.train
-    model = method.build(cfg.arch, data.info).to(trainer.device)
-    ckpt_path = checkpoint_path(out)
-    ckpt = load_checkpoint(ckpt_path, cfg)
-    if ckpt is None:
-        model = method.prepare(model, data, trainer).to(trainer.device)
-    train_model = trainer.training_module(model, method)
+@dataclass
+class State:
+    """A run's model, optimiser, schedule and progress before its next step, and the checkpoint
+    file they were read from (its size and mtime; None if there was none)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    progress: Progress
+    stamp: tuple[int, int] | None
+
+
+def restore(trainer: Trainer, out: Path) -> State:
+    """Build the model, optimiser and schedule and load the checkpoint beside `out` into them,
+    if there is one; reads only, so a checkpoint of another run or one that does not fit is
+    refused before anything is written."""
+    cfg, data, dist, t = trainer.cfg, trainer.data, trainer.dist, trainer.cfg.train
+    model = trainer.method.build(cfg.arch, data.info).to(trainer.device)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, t, data, dist, t.epochs)
-    history: dict[str, list] = {"accuracy": [], "loss": [], "seconds": [], "rate": []}
-    first = 0
-    if ckpt is not None:
-        history, first = resume(ckpt, ckpt_path, model, opt, sched)
-        trainer.log(f"resuming {out} from epoch {first} ({ckpt_path})")
-    if dist.main:
-        remove_stale_temps(ckpt_path)
-        remove_stale_temps(out)
-    last: Evaluation | None = None
-    for epoch in range(first, t.epochs):
-        last = trainer.run_epoch(model, train_model, opt, sched, epoch, history)
+    path = checkpoint.checkpoint_path(out)
+    stamp = checkpoint.stamp(path)
+    ckpt = checkpoint.load(path, cfg)
+    progress = Progress() if ckpt is None else checkpoint.resume(ckpt, path, model, opt, sched)
+    return State(model, opt, sched, progress, stamp)
+
+
+def train(trainer: Trainer, out: Path, state: State) -> Outcome:
+    """Train the restored `state` for the run's remaining epochs (a fresh one is first prepared,
+    e.g. ANN pre-training), a checkpoint after each epoch and at a stop signal (then Preempted
+    is raised). The caller holds the run's lock; a checkpoint another process wrote since
+    `restore` read it is read again."""
+    cfg, method, data, dist = trainer.cfg, trainer.method, trainer.data, trainer.dist
+    t = cfg.train
+    ckpt_path = checkpoint.checkpoint_path(out)
+    if checkpoint.stamp(ckpt_path) != state.stamp:
+        state = restore(trainer, out)
+    model, opt, sched, progress = state.model, state.opt, state.sched, state.progress
+    try:
+        if state.stamp is None:  # a fresh run: pre-training stages, then a fresh optimiser
+            model = method.prepare(model, data, trainer).to(trainer.device)
+            opt = make_optimizer(model, cfg)
+            sched = make_schedule(opt, t, data, dist, t.epochs)
+        else:
+            trainer.log(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step} "
+                        f"({ckpt_path})")
+        train_model = trainer.training_module(model, method)
         if dist.main:
-            save_checkpoint(ckpt_path, cfg, epoch + 1, model, opt, sched, history)
-        if t.fail_at_epoch is not None and epoch + 1 == t.fail_at_epoch:
-            raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate failure "
-                                "for testing retries); remove the setting to train normally")
+            remove_stale_temps(ckpt_path)
+            remove_stale_temps(out)
+        last: Evaluation | None = None
+        with checkpoint.stop_on_signals() as stop:
+            while progress.epoch < t.epochs:
+                try:
+                    last = trainer.run_epoch(model, train_model, opt, sched, progress, stop)
+                except Preempted:
+                    if dist.main:
+                        checkpoint.save(ckpt_path, cfg, progress, model, opt, sched)
+                    raise
+                if dist.main:
+                    checkpoint.save(ckpt_path, cfg, progress, model, opt, sched)
+                if t.fail_at_epoch is not None and progress.epoch == t.fail_at_epoch:
+                    raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate "
+                                        "failure for testing retries); remove the setting to "
+                                        "train normally")
+    except Diverged as e:
+        return Outcome(model, None, progress.history, e)
     if last is None:  # resumed after the last epoch's checkpoint
         last = trainer.evaluate(model, method, synops=True)
-    return model, last, history
+    return Outcome(model, last, progress.history)
 
 
 def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str, Any]) -> None:
-    """The trained weights with what produced them (the last epoch's: what conversion uses)."""
+    """The trained weights with what produced them (the last epoch's: what conversion uses);
+    a diverged run's model says so, and conversion records it as diverged without using it."""
     state = {"method": cfg.method, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed,
              "config": cfg.to_dict(), "config_hash": cfg.hash,
-             "accuracy": metrics["accuracy"]["final"],
+             "accuracy": metrics["accuracy"]["final"], "diverged": metrics.get("diverged"),
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     atomic_write(path, lambda f: torch.save(state, f), mode="wb")
-
-
-# ---- metrics.json -----------------------------------------------------------------------------
-
-
-def final_metrics(cfg: RunConfig, method: Method, data: dsr_data.Dataset, device: torch.device,
-                  last: Evaluation, history: dict[str, list], start: Start, world_size: int,
-                  batch: int | None = None) -> dict[str, Any]:
-    """metrics.json: latency timed at batch 1 and at `batch` (default eval_batch_size) and the
-    peak memory measured now, then recorded with the run's evaluation and history."""
-    x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
-    ms = measure_latency(lambda inp: method.logits(last.net, inp), x, cfg.train.latency_batches)
-    return metrics_record(cfg, method, data.info, last, history, latency=ms,
-                          memory=peak_memory(device), device=str(device),
-                          prov=provenance(device, start, world_size))
-
-
-def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last: Evaluation,
-                   history: dict[str, list], latency: dict[str, float], memory: tuple[int, str],
-                   device: str, prov: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json from values already measured (nothing is timed or run here); the best epoch
-    is the first with the highest test accuracy."""
-    counter, acc = last.counter, history["accuracy"]
-    names = [n for n, m in last.net.named_modules() if any(m is s for s in counter.layers)]
-    best = max(range(len(acc)), key=lambda i: acc[i])
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "method": cfg.method, "category": method.category, "dataset": cfg.dataset,
-        "arch": cfg.arch, "neuron": method.neuron, "time_steps": cfg.time_steps,
-        "seed": cfg.seed, "mode": cfg.mode, "epochs": cfg.train.epochs,
-        "data": {"name": info.name, "num_classes": info.num_classes,
-                 "train_size": info.train_size, "test_size": info.test_size,
-                 "split": info.split, "source": info.source,
-                 "preprocessing": info.preprocessing},
-        "accuracy": {"best": acc[best], "final": acc[-1], "best_epoch": best + 1,
-                     "per_epoch": acc, "validation_selected": None},
-        "train_loss": history["loss"],
-        "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
-                        "total": counter.total(), "per_epoch_total": history["rate"]},
-        "synops": last.synops,
-        "latency": {"time_steps": cfg.time_steps, "ms_per_sample": latency, "device": device},
-        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": memory[0],
-                 "peak_memory_kind": memory[1]},
-        "config": cfg.to_dict(), "config_hash": cfg.hash,
-        "provenance": prov,
-    }

@@ -20,7 +20,7 @@ from dsr import data as dsr_data
 from dsr import models, registry
 from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.results import read_metrics
-from dsr.run import main, parser, resolve
+from dsr.run import main, parser, resolve_args
 from dsr.train import Dist, Trainer
 
 CHANCE = 0.10  # digits: 10 balanced classes
@@ -46,7 +46,7 @@ def time_steps(key: str) -> int:
 
 def make_run(argv: list[str]):
     """(cfg, method, data, trainer) for an in-process run described by CLI arguments."""
-    cfg, method_cls = resolve(parser().parse_args([*argv, "--out", "unused.json"]))
+    cfg, method_cls = resolve_args(parser().parse_args([*argv, "--out", "unused.json"]))
     data = dsr_data.load(cfg.dataset, None)
     method = method_cls(cfg)
     trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda msg: None)

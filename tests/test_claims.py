@@ -12,9 +12,11 @@ import yaml
 
 from bench.aggregate import synthetic_metrics
 from dsr import REPO_ROOT as ROOT
+from dsr.config import sweep_points
 from dsr.results import ResultError
 from pipeline import claims, collect
 from pipeline import published as pub
+from tests.experiments import grid_of
 
 CLAIMS = claims.load_claims(ROOT / "paper_tables" / "claims.yaml")
 PUBLISHED = pub.load_published(ROOT / "paper_tables" / "published.csv")
@@ -33,12 +35,12 @@ def fixture(tmp_path: Path, runs: dict, exp: str = "digits", dataset: str = "dig
     for (method, T), seeds in runs.items():
         for seed, change in seeds.items():
             path = tmp_path / f"{method}/T{T}/seed{seed}/metrics.json"
+            m = synthetic_metrics(method, dataset, arch, T, seed, 5, rng)
             cells.append({"experiment": exp, "dataset": dataset, "arch": arch, "method": method,
-                          "T": T, "seed": seed, "path": str(path), "epochs": 5, "mode": None,
-                          "set": {}})
+                          "T": T, "seed": seed, "path": str(path), "hash": m["config_hash"],
+                          "epochs": 5, "mode": None, "set": {}})
             if change is None:  # configured, not run
                 continue
-            m = synthetic_metrics(method, dataset, arch, T, seed, 5, rng)
             if "acc" in change:
                 m["accuracy"]["best"] = change["acc"] / 100
             if "rates" in change:
@@ -210,22 +212,19 @@ def test_default_grid_writes_a_verdict_for_every_applicable_claim(tmp_path: Path
     """config/config.yaml on synthetic metrics of every run: claims.md without training."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg.update(results_dir=str(tmp_path / "results"), tables_dir=str(tmp_path / "tables"))
-    rng = random.Random(0)
-    for exp in cfg["experiments"]:
-        for method in exp["methods"]:
-            per = exp["per_method"].get(method, {})
-            variants = [f"{k}={v}" for k, vs in (per.get("sweep") or {}).items() for v in vs]
-            for T in per.get("time_steps", exp["time_steps"]):
-                for variant in variants or [""]:
-                    for seed in exp["seeds"]:
-                        m = synthetic_metrics(method, "digits", "preact_resnet8", T, seed,
-                                              exp["epochs"], rng)
-                        path = Path(cfg["results_dir"], f"runs/digits/preact_resnet8/{method}",
-                                    f"T{T}", variant, f"seed{seed}")
-                        path.mkdir(parents=True)
-                        (path / "metrics.json").write_text(json.dumps(m))
     path = tmp_path / "default.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    rng, grid = random.Random(0), grid_of(path)
+    for run in grid.runs.values():
+        m = synthetic_metrics(run.method, "digits", run.arch, run.T, run.seed, 6, rng)
+        m["config_hash"] = run.hash
+        if run.source is not None:
+            m["latency_sweep"] = {"T_max": run.T, "points": [
+                {"T": t, "accuracy": 0.5, "synops": None, "energy_pj": None}
+                for t in sweep_points(run.T, run.points)]}
+        folder = Path(grid.results, run.key)
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(m))
     snakemake = str(Path(sys.executable).parent / "snakemake")
     out = subprocess.run([snakemake, "figures_from_cache", "--cores", "1", "--nolock",
                           "--profile", "profiles/figures", "--configfile", str(path)],

@@ -1,12 +1,20 @@
-"""--set values: one text encoding (`format_value` / `parse_value`) for the CLI, the workflow's
-trainer arguments and the staleness check of cached runs."""
+"""--set values (one text encoding, `format_value` / `parse_value`, for the CLI and the
+workflow's trainer arguments) and a run's identity (dsr.config.identity)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dsr.config import ConfigError, format_value, parse_value
-from pipeline import collect
+from dsr.config import (
+    ADDED_LATER,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    format_value,
+    identity,
+    parse_value,
+    split_overrides,
+)
 
 
 @pytest.mark.parametrize("value, typ, text", [
@@ -30,11 +38,37 @@ def test_non_finite_numbers_are_refused(raw):
         parse_value("v_th", raw, float)
 
 
-@pytest.mark.parametrize("recorded, raw, same", [
-    (0.1, "0.1", True), (0.1, "0.10", True), (0.1, "0.05", False), (0.1, "fast", False),
-    (4, "4", True), (4, "4.0", True), (4, "5", False),
-    (True, "yes", True), (True, "false", False), (None, "none", True), (None, "3", False),
-    ("first900", "first900", True), ("first900", "last900", False), (0.1, "none", False),
-])
-def test_aggregate_reads_set_text_as_the_trainer_does(recorded, raw, same):
-    assert collect.same_value(recorded, raw) is same
+def run_config(**changes) -> RunConfig:
+    fields = dict(method="dsr-if", dataset="digits", arch="preact_resnet8", time_steps=4, seed=0,
+                  mode="fast", train=TrainConfig(epochs=6), params={"v_th": 6.0})
+    return RunConfig(**{**fields, **changes})
+
+
+def test_identity_is_every_setting_that_changes_a_result() -> None:
+    base = run_config()
+    for changed in (dict(seed=1), dict(mode="exact"), dict(train=TrainConfig(epochs=7)),
+                    dict(params={"v_th": 2.0}), dict(train=TrainConfig(epochs=6, test_subset=9)),
+                    dict(plugins={"method": "mine:DSR"}), dict(source="0123456789abcdef")):
+        assert run_config(**changed).hash != base.hash, changed
+    # where the data lives, the device, latency repeats, test hooks: the same run
+    for same in ("data_root", "device", "latency_batches", "fail_at_epoch"):
+        value = {"data_root": "/elsewhere", "device": "cpu", "latency_batches": 9,
+                 "fail_at_epoch": 2}[same]
+        train = TrainConfig(epochs=6, **{same: value})
+        assert run_config(train=train).hash == base.hash
+    assert set(identity(base)) == {"method", "dataset", "arch", "time_steps", "seed", "mode",
+                                   "train", "params"}
+
+
+def test_fields_added_later_keep_earlier_hashes() -> None:
+    """A run recorded before `plugins` and `source` existed keeps its hash (and folder)."""
+    recorded = {k: v for k, v in run_config().to_dict().items() if k not in ADDED_LATER}
+    recorded["train"] = TrainConfig(**recorded["train"])
+    assert RunConfig(**recorded).hash == run_config().hash
+
+
+def test_repeated_set_key_and_seed_out_of_range_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--set lr is given twice"):
+        split_overrides(["lr=0.1", "epochs=2", "lr=0.2"])
+    with pytest.raises(ConfigError, match=r"seed must be in \[0, 2\*\*32\)"):
+        run_config(seed=2**64)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from bench.real_data import ensure_cifar10_jpeg, shared_data_root
 from dsr import REPO_ROOT, data
-from dsr.data import DataError, cifar, dvs
+from dsr.data import DataError, DataInfo, Dataset, cifar, dvs
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -741,3 +741,22 @@ def test_real_cifar10_jpeg_copy():
     assert torch.allclose(means, torch.tensor(data.CIFAR10_STATS[0]), atol=0.01)
     sub = data.load("cifar10", root, train_subset=10_000)
     assert torch.bincount(sub._splits["train"][1]).tolist() == [1000] * 10
+
+
+def test_batches_from_a_step_equal_the_rest_of_the_epoch():
+    """A run resumed mid-epoch (dsr.checkpoint) asks for the epoch from step k: the batches, and
+    their random crops and flips, equal those an uninterrupted epoch yields from step k."""
+    info = DataInfo(name="t", num_classes=4, in_channels=3, image_size=8, sequence=False,
+                    frames=None, split=None, train_size=40, test_size=4, source="t",
+                    preprocessing="t")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    y = torch.arange(40) % 4
+    data = Dataset(info, {"train": (x, y), "test": (x[:4], y[:4])}, scale=1 / 255,
+                   mean=(0.5,) * 3, std=(0.25,) * 3, pad=2, flip=True)
+    whole = list(data.batches("train", 6, epoch=3, seed=5))
+    for start in (0, 1, 4, 7):
+        rest = list(data.batches("train", 6, epoch=3, seed=5, start=start))
+        assert len(rest) == len(whole) - start
+        for (xa, ya), (xb, yb) in zip(rest, whole[start:], strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)

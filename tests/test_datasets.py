@@ -55,7 +55,7 @@ def test_dvs_reader_is_part_of_a_dvs_run_identity():
     def run_hash(dataset: str, reader: str) -> str:
         args = cli.parser().parse_args([*TINY, "--dataset", dataset, "--set",
                                         f"dvs_reader={reader}", "--out", "m.json"])
-        return cli.resolve(args)[0].hash
+        return cli.resolve_args(args)[0].hash
 
     assert run_hash("cifar10_dvs", "tonic") != run_hash("cifar10_dvs", "spikingjelly")
     # other datasets ignore the reader, so their identities (and results) are unchanged

@@ -6,11 +6,12 @@ import copy
 import re
 
 import pytest
-import yaml
 
 from dsr import REPO_ROOT as ROOT
 from dsr import registry
 from dsr.config import ConfigError
+from dsr.resolve import resolve
+from pipeline.configs import load_config
 from pipeline.grid import CONVERSION_SOURCES, Grid, check_config
 from tests.experiments import experiment
 
@@ -31,19 +32,34 @@ def test_conversion_source_map_matches_the_methods() -> None:
 def test_grid_is_archs_x_methods_x_steps_x_seeds_with_one_cell_each() -> None:
     grid = Grid(config(experiment()))
     assert len(grid.runs) == len(grid.cells) == 2 * 2 * 2
-    assert "runs/digits/preact_resnet8/dsr-lif/T4/seed1" in grid.runs
     cell = grid.cells[0]
-    assert cell["path"] == "res/runs/digits/preact_resnet8/dsr-if/T2/seed0/metrics.json"
+    cfg, _ = resolve("dsr-if", "digits", 2, 0, arch="preact_resnet8", epochs=5)
+    assert cell["hash"] == cfg.hash  # the planner resolves a run exactly as the trainer does
+    assert cell["path"] == f"res/runs/digits/preact_resnet8/dsr-if/T2/seed0/{cfg.hash}/metrics.json"
     assert (cell["epochs"], cell["mode"], cell["set"], cell["sweep"]) == (5, None, {}, None)
     assert grid.metrics_files()[0] == cell["path"]
+    assert len({c["hash"] for c in grid.cells}) == 8
+
+
+def test_run_folder_follows_every_setting_and_only_those() -> None:
+    """A changed setting is a new folder beside the old one; where the data lives is not."""
+    base = experiment(methods=["dsr-if"], time_steps=[2], seeds=[0], firing_rates=[])
+    (key,) = Grid(config(base)).runs
+    for changed in (dict(epochs=6), dict(set={"lr": 0.05}), dict(set={"v_th": 2}),
+                    dict(per_method={"dsr-if": {"mode": "exact"}})):
+        (other,) = Grid(config({**base, **changed})).runs
+        assert other != key and other.rsplit("/", 1)[0] == key.rsplit("/", 1)[0]
+    for same in (dict(set={"v_th": 6}), dict(set={"data_root": "/elsewhere"}),
+                 dict(set={"v_th": "6.0"})):  # the default value, a non-identity setting
+        assert list(Grid(config({**base, **same})).runs) == [key]
 
 
 def test_sweep_is_one_run_and_cell_per_value() -> None:
     exp = experiment(methods=["dsr-if"], time_steps=[2], seeds=[0], firing_rates=[],
                      set={"lr": 0.05}, per_method={"dsr-if": {"sweep": {"v_th": [1, 2.5]}}})
     grid = Grid(config(exp))
-    assert sorted(grid.runs) == ["runs/digits/preact_resnet8/dsr-if/T2/v_th=1/seed0",
-                                 "runs/digits/preact_resnet8/dsr-if/T2/v_th=2.5/seed0"]
+    assert len(grid.runs) == 2 and {k.rsplit("/", 1)[0] for k in grid.runs} == {
+        "runs/digits/preact_resnet8/dsr-if/T2/seed0"}
     assert [c["variant"] for c in grid.cells] == ["v_th=1", "v_th=2.5"]
     assert grid.cells[1]["set"] == {"lr": "0.05", "v_th": "2.5"}
     assert grid.experiments()[0]["sweeps"] == {"dsr-if": "v_th"}
@@ -66,13 +82,19 @@ def test_conversion_trains_its_source_once_and_sweeps_to_t_max() -> None:
                      firing_rates=[], per_method={"ann": {"time_steps": [1], "set": {"lr": 0.05}},
                                                   "qcfs": {"set": {"L": 8}}})
     grid = Grid(config(exp))
-    runs = "runs/digits/preact_resnet8"
-    assert sorted(grid.runs) == [f"{runs}/ann/T1/seed0", f"{runs}/conversion/T64/seed0",
-                                 f"{runs}/qcfs/L8/seed0", f"{runs}/qcfs/T64/seed0"]
-    conv = grid.runs[f"{runs}/conversion/T64/seed0"]
-    assert conv.source == f"{runs}/ann/T1/seed0" and conv.points == (2,)
+    by = {(r.method, r.T): r for r in grid.runs.values()}
+    assert sorted(by) == [("ann", 1), ("conversion", 64), ("qcfs", 1), ("qcfs", 64)]
+    conv = by["conversion", 64]
+    assert conv.source == by["ann", 1].key and conv.points == (2,)
     assert dict(conv.overrides) == {"lr": "0.05"}  # the ANN's training settings
-    assert grid.runs[f"{runs}/qcfs/T64/seed0"].source == f"{runs}/qcfs/L8/seed0"
+    assert by["qcfs", 64].source == by["qcfs", 1].key
+    # a conversion's identity includes the model it converts
+    ann, _ = resolve("ann", "digits", 1, 0, arch="preact_resnet8", epochs=5,
+                     overrides={"lr": "0.05"})
+    mine, _ = resolve("conversion", "digits", 64, 0, arch="preact_resnet8", epochs=5,
+                      overrides={"lr": "0.05"}, source=ann.hash)
+    assert (by["ann", 1].hash, conv.hash) == (ann.hash, mine.hash)
+    assert sorted(grid.model_keys()) == sorted([by["ann", 1].key, by["qcfs", 1].key])
     # cells: the ANN and both conversions (each sweeping powers of 2 and the configured T);
     # QCFS's own quantised ANN is no table row
     sweeps = {c["method"]: c["sweep"] for c in grid.cells}
@@ -105,7 +127,7 @@ def test_outputs_name_every_file_of_each_experiment() -> None:
 
 def test_paper_and_default_configs_build() -> None:
     for name in ("config", "paper", "reduced"):
-        cfg = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+        cfg = load_config([ROOT / "config" / f"{name}.yaml"], {}, ROOT)
         grid = Grid(check_config(cfg, ROOT))
         assert grid.cells and set(grid.resources) == set(grid.runs)
 
@@ -117,7 +139,13 @@ def test_paper_and_default_configs_build() -> None:
         ([experiment(dataset="mnist")], "unknown dataset 'mnist'; choose one of cifar10, "),
         ([experiment(firing_rates=["tet"])], "firing_rates names tet"),
         ([experiment(), experiment()], "experiment name 'digits' is used twice"),
-        ([experiment(), experiment(name="other", epochs=3)], "differently from an earlier"),
+        ([experiment(firing_rates=[], per_method={"dsr-if": {"sweep": {"v_th": [1, "1"]}}})],
+         "per_method.dsr-if.sweep gives v_th=1 and v_th=1, the same setting (one run)"),
+        ([experiment(firing_rates=[], per_method={"dsr-if": {"sweep": {"v_th": [2, "2.0"]}}})],
+         "per_method.dsr-if.sweep gives v_th=2 and v_th=2.0, the same setting (one run)"),
+        ([experiment(set={"learning_rate": 0.1})], "unknown key(s) learning_rate for --set"),
+        ([experiment(set={"lr": "fast"})], "--set lr=fast: expected a number"),
+        ([experiment(seeds=[2**32])], "config: experiments.0.seeds.0: 4294967296 is greater"),
         ([experiment(per_method={"dsr-lif": {"sweep": {"v_th": [1], "alpha": [0.5]}}})],
          "per_method.dsr-lif.sweep names 2 parameters"),
         ([experiment(set={"v_th": 2}, per_method={"dsr-lif": {"sweep": {"v_th": [1, 3]}}})],
@@ -125,7 +153,7 @@ def test_paper_and_default_configs_build() -> None:
         ([experiment(per_method={"dsr-if": {"sweep": {"v_th": [1, 3]}}})],
          "firing_rates names dsr-if, whose v_th is swept"),
         ([experiment(firing_rates=[], per_method={"dsr-if": {"sweep": {"v_th": ["a/b"]}}})],
-         "value 'a/b' cannot be a path segment"),
+         "value 'a/b' cannot be a table label"),
         ([experiment(per_method={"dsr-if": {"sweep": {"v_th": []}}})],
          "config: experiments.0.per_method.dsr-if.sweep.v_th"),
         ([experiment(methods=["conversion"], time_steps=[2, 128], firing_rates=[])],
@@ -139,7 +167,8 @@ def test_paper_and_default_configs_build() -> None:
                      per_method={"conversion": {"set": {"lr": 0.05, "percentile": 99}}})],
          "per_method.conversion.set.lr: conversion never trains"),
     ],
-    ids=["schema", "dataset", "firing-rates", "duplicate-name", "conflicting-run",
+    ids=["schema", "dataset", "firing-rates", "duplicate-name", "same-sweep-value",
+         "same-sweep-number", "unknown-set-key", "bad-set-value", "seed-range",
          "sweep-two-params", "sweep-and-set", "sweep-firing-rates", "sweep-bad-value",
          "sweep-empty", "latency-sweep", "conversion-epochs", "conversion-set"],
 )

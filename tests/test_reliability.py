@@ -35,6 +35,7 @@ from dsr import data as dsr_data
 from dsr import results
 from dsr import run as cli
 from dsr.config import ConfigError, TrainConfig
+from dsr.data import DataInfo, Dataset
 from dsr.method import DSRIF, DSRIFParams
 from dsr.results import ResultError, atomic_write, read_metrics, remove_stale_temps
 
@@ -74,6 +75,34 @@ class ExactOnly(DSRIF):
 
 class WrongKey(DSRIF):
     key = "something-else"
+
+
+def tiny_dataset(name: str, y_train: Tensor, y_test: Tensor, num_classes: int = 10) -> Dataset:
+    """An in-memory 8x8 dataset with these labels (images of zeros)."""
+    info = DataInfo(name=name, num_classes=num_classes, in_channels=1, image_size=8,
+                    sequence=False, frames=None, split=None, train_size=len(y_train),
+                    test_size=len(y_test), source="test", preprocessing="none")
+    x = lambda y: torch.zeros(len(y), 1, 8, 8, dtype=torch.uint8)  # noqa: E731
+    return Dataset(info, {"train": (x(y_train), y_train), "test": (x(y_test), y_test)},
+                   scale=1.0, mean=(0.0,), std=(1.0,), pad=0, flip=False)
+
+
+class BadLabels:
+    """A dataset plug-in whose labels run past its num_classes (an off-by-one in a loader)."""
+
+    key, defaults = "badlabels", {"arch": "preact_resnet8", "epochs": 1}
+
+    def load(self, root, options) -> Dataset:
+        return tiny_dataset("badlabels", torch.arange(40) % 11, torch.arange(20) % 10)
+
+
+class EmptyTest:
+    """A dataset plug-in whose test split is empty (a wrong glob in a loader)."""
+
+    key, defaults = "emptytest", {"arch": "preact_resnet8", "epochs": 1}
+
+    def load(self, root, options) -> Dataset:
+        return tiny_dataset("emptytest", torch.arange(40) % 10, torch.zeros(0, dtype=torch.long))
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -142,8 +171,15 @@ class World:
     def args(self, *extra: str, method: str = "dsr-if", drop: tuple[str, ...] = ()) -> list[str]:
         opts = {"--method": method, "--epochs": "1", "--out": str(self.out)}
         argv = [a for k, v in opts.items() if k not in drop for a in (k, v)]
-        fill = {"root": self.root, "out": self.out, "done": self.done, "here": HERE}
-        return argv + TINY + [x.format(**fill) for x in extra]
+        fill = {"root": self.root, "out": self.out, "done": self.done, "here": HERE,
+                "checkpoint": self.out.parent / "checkpoint.pt"}
+        extra = [x.format(**fill) for x in extra]
+        # a case's own --set key=... replaces TINY's (a key given twice is an error of its own)
+        mine = {v.partition("=")[0] for k, v in zip(extra, extra[1:], strict=False)
+                if k == "--set"}
+        tiny = [a for pair in zip(TINY[::2], TINY[1::2], strict=True)
+                if not (pair[0] == "--set" and pair[1].partition("=")[0] in mine) for a in pair]
+        return argv + tiny + extra
 
 
 @pytest.fixture
@@ -220,6 +256,29 @@ CONFIG_CASES = [
     ("out-not-json", ["--out", "{root}/results/run"], ["expected the path of a .json file"]),
     ("out-is-folder", ["--out", "{root}/results"], ["is a folder", "metrics.json inside it"]),
     ("out-under-a-file", ["--out", "{done}/metrics.json"], ["is not a writable folder"]),
+    # checked before the first step: what would fail at it, after it, or take the machine down
+    ("arch-too-small-input", ["--arch", "vgg11"],
+     ["architecture vgg11 does not take the 8x8 input of digits", "choose an architecture"]),
+    ("T-beyond-memory", ["--time-steps", "10000000"],
+     ["T=10000000 x batch 64 needs at least", "GB for one layer's activations", "is available",
+      "lower T or the batch size"]),
+    ("seed-too-large", ["--seed", str(2**64)], ["seed must be in [0, 2**32), got 18446744073"]),
+    ("seed-negative", ["--seed", "-1"], ["seed must be in [0, 2**32), got -1"]),
+    ("set-twice", ["--set", "lr=0.1", "--set", "lr=0.2"],
+     ["--set lr is given twice (lr=0.1 and lr=0.2); give it once"]),
+    ("save-model-is-out", ["--save-model", "{out}"], ["is --out", "save the model to its own"]),
+    ("save-model-is-checkpoint", ["--save-model", "{checkpoint}"],
+     ["is the run's checkpoint", "save the model to its own"]),
+    ("out-names-another-run", ["--out", "{root}/results/r/seed0/0123456789abcdef/metrics.json"],
+     ["its folder names run 0123456789abcdef, but these arguments are run"]),
+    ("dataset-labels-out-of-range", ["--dataset", "badlabels",
+                                     "--dataset-plugin", "badlabels={here}:BadLabels"],
+     ["badlabels: train labels span 0..10, outside 0..9 (num_classes=10)", "fix the labels"]),
+    ("dataset-empty-split", ["--dataset", "emptytest",
+                             "--dataset-plugin", "emptytest={here}:EmptyTest"],
+     ["emptytest: the test split is empty", "both splits"]),
+    ("plugin-path-missing", ["--plugin-path", "{root}/nowhere"],
+     ["plug-in path", "nowhere is not a folder"]),
 ]
 
 
@@ -391,7 +450,7 @@ def write_checkpoint(world: World, kind: str) -> tuple[list[str], str]:
         return ["unreadable checkpoint", "delete it to restart"], ""
     if kind == "other-config":
         shutil.copy(good, ckpt)
-        return ["checkpoint of a different configuration", "rerun with the arguments"], ""
+        return ["checkpoint of another run", "rerun with the arguments"], ""
     if kind == "not-a-dict":
         torch.save([1, 2, 3], ckpt)
         return ["not a checkpoint of this trainer", "delete it"], ""
@@ -401,7 +460,7 @@ def write_checkpoint(world: World, kind: str) -> tuple[list[str], str]:
     state = torch.load(good, weights_only=True)
     if kind == "wrong-shapes":  # this configuration's hash, another model's weights
         args = cli.parser().parse_args(world.args())
-        state["config_hash"] = cli.resolve(args)[0].hash
+        state["config_hash"] = cli.resolve_args(args)[0].hash
         state["model"] = {k: torch.zeros(3, 1, 7) for k in state["model"]}
         torch.save(state, ckpt)
         return ["does not fit this model", "delete it to restart"], ""
@@ -454,26 +513,34 @@ FAULTY = ["--plugin", f"faulty={HERE}:Faulty", "--epochs", "3", "--set", "train_
 
 
 @pytest.mark.parametrize("fault, step, message", [
-    ("loss", 3, "non-finite loss (nan) in epoch 2"),  # first step of epoch 2
-    ("grad", 4, "non-finite weights after epoch 2"),  # last step of epoch 2: finite loss
+    ("loss", 3, "non-finite loss (nan) at step 1"),  # first step of epoch 2
+    ("grad", 4, "non-finite weights after the epoch"),  # last step of epoch 2: finite loss
 ])
-def test_non_finite_stops_and_keeps_last_good_checkpoint(world: World, capsys, fault, step,
-                                                         message):
+def test_non_finite_is_recorded_as_diverged_and_keeps_last_good_checkpoint(
+        world: World, capsys, fault, step, message):
+    """A run that diverges is a result: metrics.json says so (epoch, why), keeps the epochs
+    before it, holds no NaN, and the last good checkpoint stays; the tables show it."""
     argv = world.args(*FAULTY, "--set", f"fault={fault}", "--set", f"fault_step={step}",
                       method="faulty")
     code, err = call_cli(argv, capsys)
-    last = err.splitlines()[-1] + "\n"  # before it: the epoch log lines
-    assert_one_line_error(code, last, message, "last good checkpoint is kept", "lower lr")
-    assert sorted(p.name for p in world.out.parent.iterdir()) == ["checkpoint.pt"]
+    assert code == 0 and f"diverged in epoch 2: {message}; recorded as diverged" in err
+    assert sorted(p.name for p in world.out.parent.iterdir()) == ["checkpoint.pt", "metrics.json"]
+    metrics = read_metrics(world.out)  # finite throughout (read_metrics refuses NaN)
+    assert metrics["diverged"] == {"epoch": 2, "reason": message}
+    assert len(metrics["accuracy"]["per_epoch"]) == 1 and metrics["accuracy"]["best_epoch"] == 1
+    assert metrics["firing_rate"]["total"] is None and metrics["synops"]["total_ac"] is None
     ckpt = torch.load(world.out.parent / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1
     assert all(v.isfinite().all() for v in ckpt["model"].values() if v.is_floating_point())
+    again, err = call_cli(argv, capsys)  # a finished result, not retrained
+    assert again == 0 and "already holds this run" in err
 
 
-def test_huge_lr_stops_without_metrics(world: World, capsys):
+def test_huge_lr_is_recorded_as_diverged(world: World, capsys):
     code, err = call_cli(world.args("--epochs", "2", "--set", "lr=1e30"), capsys)
-    assert_one_line_error(code, err.splitlines()[-1] + "\n", "non-finite", "lower lr")
-    assert not world.out.exists()
+    assert code == 0 and "recorded as diverged" in err
+    metrics = read_metrics(world.out)
+    assert metrics["diverged"]["epoch"] in (1, 2) and "non-finite" in metrics["diverged"]["reason"]
     ckpt = world.out.parent / "checkpoint.pt"
     if ckpt.exists():  # whatever was saved is finite
         state = torch.load(ckpt, weights_only=True)["model"]
@@ -625,9 +692,12 @@ def paused_main(argv: list[str]) -> int:
     """dsr.run.main, stopped for good at $RELIABILITY_PAUSE once $RELIABILITY_MARKER exists:
     "step:N" before the N-th optimiser step of this process, "checkpoint:E" halfway through
     writing the checkpoint of epoch E (its temporary file holds half the bytes), or "after:E"
-    once the checkpoint of epoch E is in place."""
+    once the checkpoint of epoch E is in place; "signal:N" pauses before the N-th step until a
+    signal arrives, then goes on (the run's own handler decides what the signal does)."""
+    import signal as signals
+
+    import dsr.checkpoint
     import dsr.method
-    import dsr.train
 
     kind, _, n = os.environ["RELIABILITY_PAUSE"].partition(":")
     marker, n, calls = Path(os.environ["RELIABILITY_MARKER"]), int(n), [0]
@@ -637,18 +707,21 @@ def paused_main(argv: list[str]) -> int:
         while True:
             time.sleep(60)
 
-    if kind == "step":
+    if kind in ("step", "signal"):
         real_loss = dsr.method.Method.loss
 
         def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
             calls[0] += 1
-            if calls[0] == n:
+            if calls[0] == n and kind == "signal":
+                marker.touch()
+                signals.pause()
+            elif calls[0] == n:
                 stop()
             return real_loss(self, outputs, y)
 
         dsr.method.Method.loss = loss
     else:
-        real_write = dsr.train.atomic_write
+        real_write = dsr.checkpoint.atomic_write
 
         def atomic_write(path, write, mode="w"):
             if Path(path).name == "checkpoint.pt":
@@ -667,7 +740,7 @@ def paused_main(argv: list[str]) -> int:
                     return real_write(path, torn, mode)
             return real_write(path, write, mode)
 
-        dsr.train.atomic_write = atomic_write
+        dsr.checkpoint.atomic_write = atomic_write
     return cli.main(argv)
 
 
@@ -767,18 +840,45 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path: Path, reference: Path
     assert "resuming" in log.read_text() or expect == "no checkpoint"
     assert not list(out.parent.glob(".*.tmp")), "stale temporary files are cleaned on resume"
 
+    got = json.loads(out.read_text())
+    assert len(got["accuracy"]["per_epoch"]) == 3 and len(set(got["train_loss"])) == 3
+    assert_same_end(out, reference)
+
+
+def assert_same_end(out: Path, reference: Path) -> None:
+    """The resumed run's metrics and final checkpoint equal the uninterrupted run's."""
     got, want = json.loads(out.read_text()), json.loads(reference.read_text())
     for name in TIMING_FIELDS:
         got.pop(name), want.pop(name)
     assert got == want  # accuracy per epoch, train_loss, firing rates, synops, config, data
-    assert len(got["accuracy"]["per_epoch"]) == 3 and len(set(got["train_loss"])) == 3
-    a = torch.load(ckpt, weights_only=True)
+    a = torch.load(out.parent / "checkpoint.pt", weights_only=True)
     b = torch.load(reference.parent / "checkpoint.pt", weights_only=True)
     for part in ("model", "optimizer", "scheduler"):
         assert_same(a[part], b[part], part)
-    assert torch.equal(a["rng"], b["rng"]) and a["epoch"] == b["epoch"] == 3
+    assert torch.equal(a["rng"]["cpu"], b["rng"]["cpu"]) and a["epoch"] == b["epoch"] == 3
     a["history"].pop("seconds"), b["history"].pop("seconds")
     assert a["history"] == b["history"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["TERM", "USR1"])
+def test_stop_signal_checkpoints_the_step_and_the_rerun_equals_uninterrupted(
+        tmp_path: Path, reference: Path, signum: int):
+    """What Slurm sends before a time limit or a preemption: the current step finishes, its
+    state is checkpointed mid-epoch, the run exits 75; the same command resumes at that step
+    and ends exactly as the uninterrupted run."""
+    out = tmp_path / "run" / "metrics.json"
+    step = STEPS_PER_EPOCH + 3  # the third step of epoch 2
+    proc, marker = start_killable(out, f"signal:{step}")
+    wait_for(proc, marker.exists, "the paused step", out.parent / "log.txt")
+    proc.send_signal(signum)
+    assert proc.wait(timeout=300) == cli.PREEMPTED
+    log = (out.parent / "log.txt").read_text()
+    assert f"preempted: stopped by signal {signum} in epoch 2 after step 3" in log
+    ckpt = torch.load(out.parent / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["partial"]["step"]) == (1, 3) and not out.exists()
+    train(out)
+    assert "at epoch 2, step 3" in (out.parent / "log.txt").read_text()
+    assert_same_end(out, reference)
 
 
 def assert_same(a, b, where: str) -> None:
@@ -819,8 +919,8 @@ def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
 
     logged: list[str] = []
     monkeypatch.setattr(provenance.subprocess, "run", git)
-    cfg, method_cls = cli.resolve(cli.parser().parse_args(["--method", "dsr-if", *TINY, "--epochs",
-                                                           "2", "--out", str(tmp_path / "m.json")]))
+    argv = ["--method", "dsr-if", *TINY, "--epochs", "2", "--out", str(tmp_path / "m.json")]
+    cfg, method_cls = cli.resolve_args(cli.parser().parse_args(argv))
     m = dsr_train.run(cfg, method_cls, tmp_path / "m.json", log=logged.append)
     assert any("epoch 1/2" in line for line in logged) and sorted(set(calls)) == [
         "rev-parse", "status"]

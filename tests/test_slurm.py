@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from dsr import REPO_ROOT as REPO
+from tests.experiments import grid_of, planned_run
 
 pytestmark = pytest.mark.slurm
 
@@ -51,9 +52,10 @@ rule gpu:
 """
 
 
-def grid_config(tmp_path: Path, methods: list[str], overrides: dict | None = None) -> Path:
+def grid_config(tmp_path: Path, methods: list[str], overrides: dict | None = None,
+                plugins: dict | None = None) -> Path:
     """A small slice of the embedded default grid (digits, T = 2, one seed, one epoch, width 4)
-    whose results and tables land in tmp_path; `--configfile` merges it into config.yaml."""
+    whose results and tables land in tmp_path (`plugins`: out-of-tree methods in tmp_path)."""
     experiment = {
         "name": "digits", "dataset": "digits", "archs": ["preact_resnet8"], "methods": methods,
         "time_steps": [2], "seeds": [0], "epochs": 1,
@@ -62,9 +64,9 @@ def grid_config(tmp_path: Path, methods: list[str], overrides: dict | None = Non
     }
     config = {
         "name": "slurmci", "results_dir": str(tmp_path / "results"),
-        "tables_dir": str(tmp_path / "tables"),
+        "tables_dir": str(tmp_path / "tables"), "published": "paper_tables/published.csv",
         "resources": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0},
-        "experiments": [experiment],
+        "plugins": plugins or {}, "plugin_paths": ["."], "experiments": [experiment],
     }
     path = tmp_path / "slurmci.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -72,7 +74,26 @@ def grid_config(tmp_path: Path, methods: list[str], overrides: dict | None = Non
 
 
 def run_path(tmp_path: Path, method: str, T: int) -> Path:
-    return tmp_path / f"results/runs/digits/preact_resnet8/{method}/T{T}/seed0/metrics.json"
+    """The run's metrics.json: its folder is named by the run's identity, as planned."""
+    run = planned_run(grid_of(tmp_path / "slurmci.yaml"), method, T, 0)
+    return tmp_path / "results" / run.key / "metrics.json"
+
+
+def run_log(tmp_path: Path, method: str, T: int) -> Path:
+    folder = run_path(tmp_path, method, T).parent.relative_to(tmp_path / "results/runs")
+    return tmp_path / f"results/logs/train/{folder}.log"
+
+
+# an out-of-tree method that plans (imports, resolves) and fails in every job
+FAILING = """from baselines.sg_bptt import SGBPTT
+
+
+class Broken(SGBPTT):
+    key = "broken"
+
+    def train_outputs(self, model, x):
+        raise RuntimeError("a deliberate failure of every attempt")
+"""
 
 
 @pytest.fixture
@@ -85,7 +106,7 @@ def workflow(tmp_path: Path) -> Workflow:
         args=("reproduce_table", "--configfile", str(config)),  # --configfile takes several
         outputs=(run_path(tmp_path, "dsr-if", 2), run_path(tmp_path, "ann", 1),
                  tmp_path / "tables/slurmci/digits.md"),
-        rules=frozenset({"train", "train_model"}),  # the ann run also writes model.pt
+        rules=frozenset({"train"}),  # no conversion here, so the ann run saves no model.pt
     )
 
 
@@ -165,17 +186,18 @@ def test_every_job_runs_through_slurm(cluster: None, workflow: Workflow) -> None
 
 
 def test_failing_job_is_retried_then_reported(cluster: None, tmp_path: Path) -> None:
-    """A forced error through --set (lr=-1: the trainer refuses it) fails every attempt."""
+    """A method that raises in every job (it plans: a bad --set would stop the planner) fails
+    every attempt."""
     retries = yaml.safe_load((PROFILE / "config.v8+.yaml").read_text())["retries"]
-    config = grid_config(tmp_path, ["dsr-if"], {"lr": -1})
+    (tmp_path / "broken_method.py").write_text(FAILING)
+    config = grid_config(tmp_path, ["broken"], plugins={"broken": "broken_method:Broken"})
     done, prefix = _snakemake(REPO, "reproduce_table", "--configfile", str(config))
     assert done.returncode != 0
     jobs = _sacct_jobs(prefix)
     assert len(jobs) == retries + 1
     assert set(jobs.values()) == {("train", "FAILED")}
-    assert not run_path(tmp_path, "dsr-if", 2).exists()
-    log = tmp_path / "results/logs/train/digits/preact_resnet8/dsr-if/T2/seed0.log"
-    assert "error: lr must be a positive finite number" in log.read_text()
+    assert not run_path(tmp_path, "broken", 2).exists()
+    assert "a deliberate failure of every attempt" in run_log(tmp_path, "broken", 2).read_text()
 
 
 def test_retried_job_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
@@ -187,8 +209,7 @@ def test_retried_job_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) 
     states = sorted(state for _, state in _sacct_jobs(prefix).values())
     assert states == ["COMPLETED", "FAILED"]
     assert run_path(tmp_path, "dsr-if", 2).exists()
-    log = tmp_path / "results/logs/train/digits/preact_resnet8/dsr-if/T2/seed0.log"
-    assert "resuming" in log.read_text()
+    assert "resuming" in run_log(tmp_path, "dsr-if", 2).read_text()
 
 
 def test_gpu_request_is_refused_at_submission(cluster: None, tmp_path: Path) -> None:

@@ -23,22 +23,32 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
 
 
-def expected_resources(dataset: str, arch: str) -> dict:
-    """Config precedence: top-level < dataset < experiment (first experiment naming the cell)."""
+def expected_resources(dataset: str, arch: str, convert: bool = False) -> dict:
+    """Config precedence: top-level < dataset < experiment (first experiment naming the cell);
+    a conversion job's convert_resources (top-level < dataset < experiment) over those."""
     res = dict(PAPER["resources"])
     res.update(PAPER["datasets"].get(dataset, {}).get("resources", {}))
-    for exp in PAPER["experiments"]:
-        if exp["dataset"] == dataset and arch in exp["archs"]:
-            res.update(exp.get("resources", {}))
-            break
+    exp = next(e for e in PAPER["experiments"] if e["dataset"] == dataset and arch in e["archs"])
+    res.update(exp.get("resources", {}))
+    if convert:
+        res.update(PAPER.get("convert_resources", {}))
+        res.update(PAPER["datasets"].get(dataset, {}).get("convert_resources", {}))
+        res.update(exp.get("convert_resources", {}))
     return res
+
+
+PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.v8+.yaml").read_text())
+# the profile's default resources with its placeholder account replaced, as a user does
+DEFAULTS = ["--default-resources", *(f"{k}={v}" for k, v in
+                                     {**PROFILE["default-resources"],
+                                      "slurm_account": "my-account"}.items())]
 
 
 @pytest.fixture(scope="module")
 def planned_jobs() -> list[dict]:
     done = subprocess.run(
         [str(SNAKEMAKE), "reproduce_table", "-n", "--profile", "profiles/slurm",
-         "--configfile", "config/paper.yaml"],
+         "--configfile", "config/paper.yaml", *DEFAULTS],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     jobs = []
@@ -46,7 +56,9 @@ def planned_jobs() -> list[dict]:
         rule = re.match(r"rule (\w+):", block)
         if rule is None or rule[1] not in ("train", "train_model", "convert"):
             continue
-        wildcards = dict(re.findall(r"(\w+)=([\w.-]+)", re.search(r"wildcards: (.*)", block)[1]))
+        run = re.search(r"wildcards: run=(\S+)", block)[1]
+        dataset, arch = run.split("/")[:2]
+        wildcards = {"dataset": dataset, "arch": arch, "run": run}
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))
         jobs.append({"rule": rule[1], "wildcards": wildcards, "resources": resources})
     return jobs
@@ -58,13 +70,43 @@ def test_every_training_job_requests_the_configured_resources(planned_jobs: list
     assert len([j for j in planned_jobs if j["rule"] == "convert"]) == 44
     for job in planned_jobs:
         wc, got = job["wildcards"], job["resources"]
-        want = expected_resources(wc["dataset"], wc["arch"])
+        convert = job["rule"] == "convert"
+        want = expected_resources(wc["dataset"], wc["arch"], convert)
         # a conversion job evaluates in one process: one GPU at most
-        gpus = min(1, want["gpu"]) if job["rule"] == "convert" else want["gpu"]
+        gpus = min(1, want["gpu"]) if convert else want["gpu"]
         assert int(got["gpu"]) == gpus, wc
         assert int(got["mem_mb"]) == want["mem_mb"], wc
         assert int(got["runtime"]) == want["runtime"], wc  # first attempt; retries grow it
         assert int(got["cpus_per_gpu"]) == want["cpus_per_gpu"], wc
+
+
+def test_conversion_jobs_are_sized_to_their_sweep(planned_jobs: list[dict]) -> None:
+    """A conversion job evaluates only: hours, one GPU, not the 24-48 h of a training job."""
+    convert = [j for j in planned_jobs if j["rule"] == "convert"]
+    assert convert and max(int(j["resources"]["runtime"]) for j in convert) <= 960
+    assert {int(j["resources"]["gpu"]) for j in convert} == {1}
+
+
+def test_profile_placeholder_is_refused_in_one_line() -> None:
+    done = subprocess.run(
+        [str(SNAKEMAKE), "reproduce_table", "-n", "--profile", "profiles/slurm",
+         "--configfile", "config/paper.yaml"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert ("error: profile: default-resources slurm_account is still the placeholder "
+            "'your-account'") in done.stderr
+    assert "Job stats" not in done.stdout
+
+
+def test_profile_asks_for_a_stop_signal_before_the_time_limit() -> None:
+    """The trainer checkpoints its current step on SIGTERM (tests/test_reliability.py), so the
+    profile has Slurm send it 5 minutes before the limit, to the job's steps."""
+    extra = PROFILE["default-resources"]["slurm_extra"]
+    values = {"slurm_extra": extra.strip("'"), "mem_mb": 1000, "runtime": 10}
+    job = SimpleNamespace(resources=SimpleNamespace(get=values.get, **values), threads=1)
+    params = {"run_uuid": "x", "slurm_logfile": "x.log", "comment_str": "rule_train",
+              "account": "-A acct", "partition": "-p gpu", "workdir": "."}
+    assert "--signal=TERM@300" in get_submit_command(job, params)
 
 
 def test_imagenet_jobs_ask_for_several_gpus(planned_jobs: list[dict]) -> None:

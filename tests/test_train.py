@@ -10,8 +10,9 @@ from torch import nn
 from dsr import data as dsr_data
 from dsr.config import RunConfig, TrainConfig
 from dsr.metrics import SpikeCounter
+from dsr.record import Evaluation, metrics_record
 from dsr.results import SCHEMA_VERSION, validate
-from dsr.train import Dist, Evaluation, make_schedule, metrics_record
+from dsr.train import Dist, make_schedule
 
 
 class Split:

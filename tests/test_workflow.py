@@ -24,7 +24,14 @@ from dsr import registry
 from dsr.results import ResultError
 from pipeline import collect, names, render, text
 from pipeline import published as pub
-from tests.experiments import experiment
+from tests.experiments import (
+    experiment,
+    fake_runs,
+    grid_of,
+    planned,
+    planned_run,
+    run_folder,
+)
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
@@ -39,12 +46,6 @@ DEFAULT_SWEEP_JOBS = 8  # DSR-IF at T = 4: 4 initial thresholds x 2 seeds
 def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([SNAKEMAKE, *args, "--nolock"], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts of a dry run's `Job stats` table."""
-    stats = out.stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
 def write_config(tmp_path: Path, experiments: list[dict], name: str = "t") -> Path:
@@ -120,11 +121,12 @@ def test_paper_grid_trains_each_ann_once(tmp_path: Path) -> None:
     # exactly one ReLU-ANN training per (dataset, arch, seed) and one QCFS training per
     # (dataset, arch, seed, L), each saving the model its conversion jobs load
     anns = [(c["dataset"], c["arch"], c["seed"]) for c in calls if c["method"] == "ann"]
-    qcfs = [(c["dataset"], c["arch"], c["seed"], c["save-model"].split("/")[-3])
-            for c in calls if c["method"] == "qcfs" and "from-checkpoint" not in c]
+    qcfs = [(c["dataset"], c["arch"], c["seed"], c["save-model"]) for c in calls
+            if c["method"] == "qcfs" and "from-checkpoint" not in c]
     assert len(anns) == len(set(anns)) == 2 * 3 + 5 * 3 + 1  # cifar10/100, deep, imagenet
-    assert len(qcfs) == len(set(qcfs)) == len(anns)
-    assert {q[3] for q in qcfs} == {"L4", "L16"}
+    assert len(qcfs) == len({q[:3] for q in qcfs}) == len(anns)
+    # QCFS's L (4 on CIFAR, 16 on ImageNet) is in its ANN run's identity, so in its folder
+    assert all(c["out"].split("/")[-2] != "L4" for c in calls)
     sources = {c["out"].removesuffix("metrics.json") + "model.pt" for c in calls
                if "save-model" in c}
     conversions = [c for c in calls if c["method"] in CONVERSION]
@@ -148,8 +150,9 @@ def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
                     f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = planned(out)
-    assert jobs["train"] + jobs["train_model"] == DEFAULT_TRAINING_JOBS
-    assert jobs["train_variant"] == DEFAULT_SWEEP_JOBS
+    # the sweep's v_th = 6 runs are the digits experiment's DSR-IF T = 4 runs (the paper's
+    # initial v_th): the same identity, so one folder and one job each
+    assert jobs["train"] + jobs["train_model"] == DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS - 2
     assert jobs["convert"] == DEFAULT_CONVERT_JOBS
     graph = snakemake("--rulegraph", "--config", f"results_dir={tmp_path}/results",
                       f"tables_dir={tmp_path}/tables")
@@ -164,16 +167,15 @@ def test_sweep_trains_each_value_as_its_own_run(tmp_path: Path) -> None:
                      per_method={"dsr-if": {"sweep": {"v_th": [1, 2.5]}}})
     out = snakemake("-n", "-p", "--configfile", str(write_config(tmp_path, [exp])))
     assert out.returncode == 0, out.stderr[-2000:]
-    jobs = planned(out)
-    assert (jobs["train"], jobs["train_variant"]) == (1, 2)
+    assert planned(out)["train"] == 3
     cmds = sorted(ln for ln in out.stdout.splitlines() if "-m dsr.run" in ln)
-    runs = f"{tmp_path}/results/runs/digits/preact_resnet8"
-    assert any("--method dsr-lif" in c and f"--out {runs}/dsr-lif/T2/seed0/metrics.json" in c
+    grid = grid_of(tmp_path / "t.yaml")
+    lif = run_folder(grid, "dsr-lif", 2, 0)
+    assert any("--method dsr-lif" in c and f"--out {lif}/metrics.json" in c
                and "v_th" not in c for c in cmds)
     for value in ("1", "2.5"):
-        (cmd,) = [c for c in cmds if f"v_th={value}/" in c]
-        assert f"--set v_th={value} " in cmd
-        assert f"--out {runs}/dsr-if/T2/v_th={value}/seed0/metrics.json" in cmd
+        (cmd,) = [c for c in cmds if f"--set v_th={value} " in c]
+        assert f"--out {run_folder(grid, 'dsr-if', 2, 0, f'v_th={value}')}/metrics.json" in cmd
 
 
 def test_training_command_quotes_config_values(tmp_path: Path) -> None:
@@ -186,8 +188,9 @@ def test_training_command_quotes_config_values(tmp_path: Path) -> None:
     assert "--set 'data_root=my data; rm -rf x' --set lr=0.05" in cmd
     assert "--method dsr-if --dataset digits --arch preact_resnet8 --time-steps 2 --seed 0 " \
            "--epochs 5 --mode exact" in cmd
-    assert f"--out {tmp_path}/results/runs/digits/preact_resnet8/dsr-if/T2/seed0/metrics.json" \
-        in cmd
+    folder = run_folder(grid_of(tmp_path / "t.yaml"), "dsr-if", 2, 0)
+    assert folder.parent == tmp_path / "results/runs/digits/preact_resnet8/dsr-if/T2/seed0"
+    assert f"--out {folder}/metrics.json" in cmd
 
 
 def test_conversion_jobs_take_their_models_training_settings(tmp_path: Path) -> None:
@@ -200,13 +203,15 @@ def test_conversion_jobs_take_their_models_training_settings(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr[-2000:]
     calls = {(c["method"], "from-checkpoint" in c): c for c in commands(out)}
     assert len(calls) == 4  # the ANN once, QCFS's ANN once, two conversion jobs
-    runs = f"{tmp_path}/results/runs/digits/preact_resnet8"
-    assert calls["qcfs", False]["save-model"] == f"{runs}/qcfs/L8/seed0/model.pt"
-    assert calls["qcfs", True]["from-checkpoint"] == f"{runs}/qcfs/L8/seed0/model.pt"
+    grid = grid_of(tmp_path / "t.yaml")
+    qcfs_model = f"{run_folder(grid, 'qcfs', 1, 0)}/model.pt"
+    assert calls["qcfs", False]["save-model"] == qcfs_model
+    assert calls["qcfs", True]["from-checkpoint"] == qcfs_model
+    assert "--set L=8" in " ".join(f"--set {v}" for v in calls["qcfs", False]["set"])
     conversion = calls["conversion", True]
-    assert conversion["from-checkpoint"] == f"{runs}/ann/T1/seed0/model.pt"
+    assert conversion["from-checkpoint"] == f"{run_folder(grid, 'ann', 1, 0)}/model.pt"
     assert conversion["set"] == ["lr=0.05", "percentile=99.0", "test_subset=100"]
-    assert conversion["out"] == f"{runs}/conversion/T64/seed0/metrics.json"
+    assert conversion["out"] == f"{run_folder(grid, 'conversion', 64, 0)}/metrics.json"
     assert conversion["sweep-points"] == "2" and "epochs" in conversion
 
 
@@ -218,27 +223,62 @@ def test_unregistered_method_is_a_one_line_error(tmp_path: Path) -> None:
     assert hits and "not registered" in hits[0] and "plugins:" in hits[0]
 
 
+PLUGIN = """from baselines.sg_bptt import SGBPTT
+
+
+class TriSG(SGBPTT):
+    key = "tri-sg"
+"""
+
+
 @pytest.mark.parametrize(("changes", "config_key", "plugins", "fragments"), [
-    (dict(methods=["mine"]), "plugins", {"mine": "my_pkg.methods:Mine"},
-     ["--plugin mine=my_pkg.methods:Mine"]),
+    (dict(methods=["tri-sg"]), "plugins", {"tri-sg": "tri_sg:TriSG"},
+     ["--plugin tri-sg=tri_sg:TriSG", "--plugin-path {tmp}/plugins"]),
     (dict(name="nmnist", dataset="nmnist", methods=["dsr-if"]), "dataset_plugins",
      {"nmnist": "examples.nmnist_plugin:NMNIST"},
      ["--dataset nmnist", "--dataset-plugin nmnist=examples.nmnist_plugin:NMNIST",
-      "/runs/nmnist/preact_resnet8/dsr-if/T2/seed0/metrics.json"]),
+      "/runs/nmnist/preact_resnet8/dsr-if/T2/seed0/"]),
 ], ids=["method", "dataset"])
 def test_plugin_is_accepted_and_passed_to_the_trainer(
     tmp_path: Path, changes: dict, config_key: str, plugins: dict, fragments: list[str]
 ) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "tri_sg.py").write_text(PLUGIN)
     path = write_config(tmp_path, [experiment(**changes, time_steps=[2], seeds=[0],
                                               firing_rates=[])])
     cfg = yaml.safe_load(path.read_text())
     cfg[config_key] = plugins
+    cfg["plugin_paths"] = ["plugins"]  # relative to the config file's folder
     path.write_text(yaml.safe_dump(cfg))
     out = snakemake("-n", "-p", "--configfile", str(path))
     assert out.returncode == 0, out.stderr[-2000:]
     (cmd,) = [ln for ln in out.stdout.splitlines() if "-m dsr.run" in ln]
     for fragment in fragments:
-        assert fragment in cmd
+        assert fragment.format(tmp=tmp_path) in cmd
+
+
+@pytest.mark.parametrize(("target", "module", "expected"), [
+    ("tri_sgg:TriSG", None, "'tri-sg' points at 'tri_sgg:TriSG', which does not import"),
+    ("tri_sg:TriSG", "import sys\nsys.exit(0)\n", "whose import calls sys.exit(0)"),
+    ("tri_sg:TriSG", None, None),
+])
+def test_plugin_is_resolved_at_planning(tmp_path: Path, target: str, module: str | None,
+                                         expected: str | None) -> None:
+    """A mistyped module, or one that exits when imported, stops the dry run in one line,
+    before any job; a plug-in whose --set key is unknown too."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "tri_sg.py").write_text(module or PLUGIN)
+    exp = experiment(methods=["tri-sg"], time_steps=[2], seeds=[0], firing_rates=[],
+                     set={} if expected else {"learning_rate": 0.1})  # a typo of lr
+    path = write_config(tmp_path, [exp])
+    cfg = yaml.safe_load(path.read_text())
+    cfg.update(plugins={"tri-sg": target}, plugin_paths=["plugins"])
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "--configfile", str(path))
+    assert out.returncode != 0
+    expected = expected or "unknown key(s) learning_rate for --set (tri-sg)"
+    assert any(expected in ln for ln in error_lines(out)), out.stderr[-2000:]
+    assert "Job stats" not in out.stdout
 
 
 def test_lint_is_clean() -> None:
@@ -248,19 +288,6 @@ def test_lint_is_clean() -> None:
 
 
 # ---- cached results: figures_from_cache, corrupt and stale files --------------------------
-
-
-def fake_runs(cfg_path: Path, seeds_by_cell: dict[tuple, list[int]], epochs: int = 5) -> None:
-    """Write synthetic metrics files for (method, T[, variant]) -> seeds under results_dir."""
-    cfg = yaml.safe_load(cfg_path.read_text())
-    rng = random.Random(0)
-    for (method, T, *variant), seeds in seeds_by_cell.items():
-        for seed in seeds:
-            m = synthetic_metrics(method, "digits", "preact_resnet8", T, seed, epochs, rng)
-            path = Path(cfg["results_dir"], f"runs/digits/preact_resnet8/{method}/T{T}",
-                        *variant, f"seed{seed}")
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "metrics.json").write_text(json.dumps(m))
 
 
 def test_figures_from_cache_renders_what_exists_and_names_the_rest(tmp_path: Path) -> None:
@@ -316,12 +343,13 @@ def test_conversion_sweep_fills_its_rows_and_missing_conversions_are_listed(
     exp = experiment(methods=["dsr-if", "ann", "conversion", "qcfs"], firing_rates=["dsr-if"],
                      per_method={"ann": {"time_steps": [1]}}, latency_sweep=16)
     cfg = write_config(tmp_path, [exp])
-    fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-if", 4): [0, 1], ("ann", 1): [0, 1]})
+    grid = fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-if", 4): [0, 1], ("ann", 1): [0, 1]})
     m = synthetic_metrics("conversion", "digits", "preact_resnet8", 16, 0, 5, random.Random(0))
     m["latency_sweep"] = {"T_max": 16, "points": [
         {"T": T, "accuracy": 0.1 + 0.05 * T, "synops": 1000.0 * T, "energy_pj": 900.0 * T}
         for T in (1, 2, 4, 8, 16)]}
-    path = tmp_path / "results/runs/digits/preact_resnet8/conversion/T16/seed0"
+    m["config_hash"] = planned_run(grid, "conversion", 16, 0).hash
+    path = run_folder(grid, "conversion", 16, 0)
     path.mkdir(parents=True)
     (path / "metrics.json").write_text(json.dumps(m))  # seed 1 and every QCFS run missing
     dry = snakemake("-n", "figures_from_cache", "--configfile", str(cfg))
@@ -357,50 +385,72 @@ def test_figures_from_cache_with_nothing_cached_says_so(tmp_path: Path) -> None:
     assert sorted(p.name for p in tables.iterdir()) == ["MISSING.md"]
 
 
-def test_corrupt_metrics_fails_in_one_line_and_keeps_tables(tmp_path: Path) -> None:
+def test_unusable_cached_results_are_moved_aside_and_listed(tmp_path: Path) -> None:
+    """Corrupt JSON, a file of another schema, a non-finite number and a file holding another
+    run than its folder names are never shown: planning moves each aside (kept, renamed
+    metrics.corrupt-<time>.json) and says so in one line, the tables list the run as missing,
+    and a dry run of reproduce_table plans its retraining."""
     cfg = write_config(tmp_path, [experiment(time_steps=[2], seeds=[0, 1])])
-    fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-lif", 2): [0, 1]})
-    args = ("figures_from_cache", "--cores", "1", "--configfile", str(cfg))
+    grid = fake_runs(cfg, {("dsr-if", 2): [0, 1], ("dsr-lif", 2): [0, 1]})
+    folders = {(m, s): run_folder(grid, m, 2, s) for m in ("dsr-if", "dsr-lif") for s in (0, 1)}
+    (folders["dsr-lif", 1] / "metrics.json").write_text('{"schema_version": 1, "method": ')
+    text = (folders["dsr-if", 0] / "metrics.json").read_text()
+    (folders["dsr-if", 0] / "metrics.json").write_text(
+        text.replace('"schema_version": 1', '"schema_version": 0'))
+    text = (folders["dsr-if", 1] / "metrics.json").read_text()
+    (folders["dsr-if", 1] / "metrics.json").write_text(
+        re.sub(r'"energy_pj": [0-9.e+]+', '"energy_pj": NaN', text, count=1))
+    other = json.loads((folders["dsr-lif", 0] / "metrics.json").read_text())
+    other["config_hash"] = "0123456789abcdef"
+    (folders["dsr-lif", 0] / "metrics.json").write_text(json.dumps(other))
+    dry = snakemake("-n", "reproduce_table", "--configfile", str(cfg))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert planned(dry)["train"] == 4  # every one of them trains again
+    moved = [ln for ln in dry.stderr.splitlines() if ln.startswith("moved ")]
+    assert len(moved) == 4 and all(ln.endswith("its run trains again") for ln in moved)
+    assert any("corrupt JSON" in ln for ln in moved) and any("NaN" in ln for ln in moved)
+    assert any("schema_version 0" in ln for ln in moved)
+    assert any("holds run 0123456789abcdef" in ln for ln in moved)
+    for folder in folders.values():
+        assert not (folder / "metrics.json").exists()
+        (kept,) = folder.glob("metrics.corrupt-*.json")  # nothing deleted
+    out = snakemake("figures_from_cache", "--cores", "1", "--configfile", str(cfg))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Nothing cached for configuration `t`: none of its 4 runs" in out.stdout
+
+
+def test_failing_tables_job_keeps_the_previous_tables(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [experiment(time_steps=[2], seeds=[0])])
+    fake_runs(cfg, {("dsr-if", 2): [0], ("dsr-lif", 2): [0]})
+    published = tmp_path / "published.csv"
+    published.write_text((ROOT / "paper_tables" / "published.csv").read_text())
+    config = yaml.safe_load(cfg.read_text())
+    cfg.write_text(yaml.safe_dump({**config, "published": str(published)}))
+    args = ("reproduce_table", "--cores", "1", "--configfile", str(cfg))
     assert snakemake(*args).returncode == 0
     tables = tmp_path / "tables" / "t"
     before = {p: p.read_bytes() for p in tables.rglob("*") if p.is_file()}
-    bad = tmp_path / "results/runs/digits/preact_resnet8/dsr-lif/T2/seed1/metrics.json"
-    bad.write_text('{"schema_version": 1, "method": ')
+    with published.open("a") as f:
+        f.write('broken,"\n')
     out = snakemake(*args)
     assert out.returncode != 0
-    line = f"error: {bad}: corrupt JSON"
-    assert any(ln.startswith(line) and "rerun its job" in ln for ln in out.stderr.splitlines())
+    assert any(ln.startswith(f"error: {published}: cannot read published values")
+               for ln in out.stderr.splitlines())
+    assert "Restored previous version" in out.stderr
     assert {p: p.read_bytes() for p in tables.rglob("*") if p.is_file()} == before
 
 
-def planned_from_run(out: subprocess.CompletedProcess) -> dict[str, int]:
-    return planned(out) if "Job stats:" in out.stdout else {}
-
-
-def test_tables_rule_rejects_corrupt_metrics(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, [experiment(methods=["dsr-if"], time_steps=[2], seeds=[0])])
-    fake_runs(cfg, {("dsr-if", 2): [0]})
-    metrics = tmp_path / "results/runs/digits/preact_resnet8/dsr-if/T2/seed0/metrics.json"
-    metrics.write_text(metrics.read_text().replace('"schema_version": 1', '"schema_version": 0'))
-    out = snakemake("reproduce_table", "--cores", "1", "--profile", "profiles/figures",
-                    "--configfile", str(cfg))
-    assert out.returncode != 0
-    assert planned_from_run(out).get("train", 0) == 0
-    assert any(ln.startswith(f"error: {metrics}: schema_version 0") for ln in
-               out.stderr.splitlines())
-    assert not (tmp_path / "tables/t/digits.md").exists()
-
-
-def test_stale_cached_run_is_listed_not_shown(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, [experiment(methods=["dsr-if"], time_steps=[2], seeds=[0, 1],
-                                             epochs=3)])
-    fake_runs(cfg, {("dsr-if", 2): [0]}, epochs=3)
-    fake_runs(cfg, {("dsr-if", 2): [1]}, epochs=5)
-    out = snakemake("figures_from_cache", "--cores", "1", "--configfile", str(cfg))
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "stale 1 (ran 5 epochs, config asks 3)" in out.stdout
-    assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 2 | 1/2 |" in (
-        tmp_path / "tables/t/digits.md").read_text()
+def test_deleted_result_is_retrained_and_the_tables_follow(tmp_path: Path) -> None:
+    """The runs are targets: with every table present, a deleted metrics.json plans its run
+    and the tables and figures after it (before run identity: "Nothing to be done")."""
+    cfg = write_config(tmp_path, [experiment(time_steps=[2], seeds=[0])])
+    grid = fake_runs(cfg, {("dsr-if", 2): [0], ("dsr-lif", 2): [0]})
+    args = ("reproduce_table", "--cores", "1", "--configfile", str(cfg))
+    assert snakemake(*args).returncode == 0
+    assert "Nothing to be done" in snakemake("-n", *args).stdout
+    (run_folder(grid, "dsr-lif", 2, 0) / "metrics.json").unlink()
+    jobs = planned(snakemake("-n", *args))
+    assert (jobs["train"], jobs["tables"], jobs["figures"]) == (1, 1, 1)
 
 
 # ---- the committed reduced-scale CIFAR-10 results (config/reduced.yaml) --------------------
@@ -487,16 +537,11 @@ def test_every_published_row_has_a_known_status_and_a_source() -> None:
     assert all(f"{m} = " in legend for m in pub.STATUS_MARK.values() if m)
 
 
-def test_stale_reason_compares_recorded_config() -> None:
+def test_stale_reason_compares_the_run_identity() -> None:
     m = synthetic_metrics("dsr-if", "digits", "preact_resnet8", 2, 0, 5, random.Random(0))
-    cell = {"epochs": 5, "mode": None, "set": {"lr": "0.1", "data_root": "none"}}
-    assert collect.stale_reason(m, cell) is None
-    assert collect.stale_reason(m, {**cell, "set": {"lr": "0.05"}}) == \
-        "ran lr=0.1, config asks lr=0.05"
-    assert collect.stale_reason(m, {**cell, "mode": "fast"}) == "ran mode exact, config asks fast"
-    # data_root, device, latency repeats do not change a run's identity (dsr.config.NOT_IDENTITY)
-    moved = {"data_root": "/elsewhere/cifar10", "device": "cuda", "latency_batches": "9"}
-    assert collect.stale_reason(m, {**cell, "set": moved}) is None
+    assert collect.stale_reason(m, {"hash": m["config_hash"]}) is None
+    assert collect.stale_reason(m, {"hash": "0" * 16}) == (
+        f"holds run {m['config_hash']}, the configuration asks for {'0' * 16}")
 
 
 def test_legend_says_when_runs_use_data_subsets() -> None:
@@ -533,11 +578,11 @@ def test_one_digits_run_end_to_end(tmp_path: Path) -> None:
                                              epochs=1, firing_rates=["dsr-if"])])
     out = snakemake("reproduce_table", "--cores", "2", "--configfile", str(cfg))
     assert out.returncode == 0, out.stderr[-3000:]
-    run = tmp_path / "results/runs/digits/preact_resnet8/dsr-if/T2/seed0"
+    run = run_folder(grid_of(cfg), "dsr-if", 2, 0)
     assert (run / "metrics.json").is_file() and (run / "checkpoint.pt").is_file()
-    assert (tmp_path / "results/logs/train/digits/preact_resnet8/dsr-if/T2/seed0.log").is_file()
-    assert (tmp_path / "results/benchmarks/train/digits/preact_resnet8/dsr-if/T2/seed0.tsv"
-            ).is_file()
+    rel = run.relative_to(tmp_path / "results/runs")
+    assert (tmp_path / f"results/logs/train/{rel}.log").is_file()
+    assert (tmp_path / f"results/benchmarks/train/{rel}.tsv").is_file()
     tables = tmp_path / "tables" / "t"
     md = (tables / "digits.md").read_text()
     assert re.search(r"\| DSR \(IF\) \| ours \| PreAct-ResNet-8 \| 2 \| 1/1 \| \d+\.\d\d \|", md)

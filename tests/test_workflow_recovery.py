@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from dsr import REPO_ROOT as REPO
+from tests.experiments import grid_of, planned_run
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
@@ -22,7 +23,7 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 def grid(tmp_path: Path) -> Path:
     config = {
         "name": "recovery", "results_dir": str(tmp_path / "results"),
-        "tables_dir": str(tmp_path / "tables"),
+        "tables_dir": str(tmp_path / "tables"), "published": "paper_tables/published.csv",
         "resources": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0},
         "experiments": [{
             "name": "digits", "dataset": "digits", "archs": ["preact_resnet8"],
@@ -36,7 +37,9 @@ def grid(tmp_path: Path) -> Path:
 
 
 def run_dir(tmp_path: Path, method: str) -> Path:
-    return tmp_path / f"results/runs/digits/preact_resnet8/{method}/T2/seed0"
+    """The run's folder, named by its identity as the workflow plans it."""
+    return Path(grid_of(tmp_path / "recovery.yaml").results,
+                planned_run(grid_of(tmp_path / "recovery.yaml"), method, 2, 0).key)
 
 
 def test_killed_workflow_resumes_and_keeps_finished_runs(tmp_path: Path) -> None:
@@ -70,7 +73,6 @@ def test_killed_workflow_resumes_and_keeps_finished_runs(tmp_path: Path) -> None
     after = ((done / "metrics.json").read_bytes(), (done / "metrics.json").stat().st_mtime_ns)
     assert after == before  # the finished run was neither retrained nor rewritten
     assert (killed / "metrics.json").exists()
-    method = killed.parent.parent.name  # .../{method}/T2/seed0
-    log = tmp_path / f"results/logs/train/digits/preact_resnet8/{method}/T2/seed0.log"
+    log = tmp_path / f"results/logs/train/{killed.relative_to(tmp_path / 'results/runs')}.log"
     assert "resuming" in log.read_text()
     assert (tmp_path / "tables/recovery/digits.md").exists()

@@ -15,13 +15,21 @@ dsr.datasets (plug-ins too): `load(root, LoadOptions)` returns a `Dataset`.
 from dsr.data.augment import random_crop, random_flip
 from dsr.data.cache import cached
 from dsr.data.cifar import CIFAR10_STATS, CIFAR100_STATS
-from dsr.data.core import DATASETS, DataError, DataInfo, Dataset, LoadOptions, load
+from dsr.data.core import (
+    DATASETS,
+    DataError,
+    DataInfo,
+    Dataset,
+    LoadOptions,
+    check_splits,
+    load,
+)
 from dsr.data.dvs import DVS_READERS, DVS_SENSOR, DVS_SIZE
 from dsr.data.imagenet import IMAGENET_STATS
 
 __all__ = [
-    "CIFAR10_STATS",
     "CIFAR100_STATS",
+    "CIFAR10_STATS",
     "DATASETS",
     "DVS_READERS",
     "DVS_SENSOR",
@@ -32,6 +40,7 @@ __all__ = [
     "Dataset",
     "LoadOptions",
     "cached",
+    "check_splits",
     "load",
     "random_crop",
     "random_flip",

@@ -28,15 +28,27 @@ def random_flip(x: Tensor, flip: Tensor) -> Tensor:
     return torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
 
 
+def draw(gen: torch.Generator, m: int, pad: int, flip: bool) -> dict[str, Tensor]:
+    """The random choices of one global batch of m samples: crop offsets (when pad) and flips
+    (when flip). A resumed epoch draws them for the batches it skips, so the generator reaches
+    the next batch in the state an uninterrupted epoch would have."""
+    draws = {}
+    if pad:
+        draws["dy"] = torch.randint(0, 2 * pad + 1, (m,), generator=gen)
+        draws["dx"] = torch.randint(0, 2 * pad + 1, (m,), generator=gen)
+    if flip:
+        draws["flip"] = torch.rand(m, generator=gen) < 0.5
+    return draws
+
+
 def crop_and_flip(
     x: Tensor, gen: torch.Generator, m: int, mine: slice, pad: int, flip: bool
 ) -> Tensor:
     """Augment x, the slice `mine` of a global batch of m samples: a crop of its pad-zero-padded
     copy when pad, a flip with probability 1/2 when flip, both drawn for all m samples."""
+    draws = {k: v[mine].to(x.device) for k, v in draw(gen, m, pad, flip).items()}
     if pad:
-        dy = torch.randint(0, 2 * pad + 1, (m,), generator=gen)[mine].to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (m,), generator=gen)[mine].to(x.device)
-        x = random_crop(x, pad, dy, dx)
+        x = random_crop(x, pad, draws["dy"], draws["dx"])
     if flip:
-        x = random_flip(x, (torch.rand(m, generator=gen) < 0.5)[mine].to(x.device))
+        x = random_flip(x, draws["flip"])
     return x

@@ -22,7 +22,7 @@ from torch import Tensor
 from dsr import REPO_ROOT
 from dsr import datasets as registry
 from dsr.config import DATASET_DEFAULTS
-from dsr.data.augment import crop_and_flip
+from dsr.data.augment import crop_and_flip, draw
 
 SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
 DATASETS = tuple(registry.DATASETS)
@@ -152,6 +152,10 @@ class Dataset:
     def split_size(self, split: str) -> int:
         return len(self._splits[split][1])
 
+    def labels(self, split: str) -> Tensor:
+        """Every label of `split`, in stored order."""
+        return self._splits[split][1]
+
     def num_batches(
         self, split: str, batch_size: int, world_size: int = 1, drop_last: bool = False
     ) -> int:
@@ -183,8 +187,11 @@ class Dataset:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        start: int = 0,
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """(x float32, y int64) batches; shuffle and augment default to split == "train"."""
+        """(x float32, y int64) batches; shuffle and augment default to split == "train".
+        `start` skips the epoch's first global batches (a run resumed mid-epoch), yielding the
+        rest exactly as an uninterrupted epoch would."""
         _check_batching(split, batch_size, rank, world_size)
         train = split == "train"
         shuffle = train if shuffle is None else shuffle
@@ -198,6 +205,7 @@ class Dataset:
             torch.device(device),
             slice(rank, None, world_size),
             drop_last,
+            start,
         )
 
     def _iterate(
@@ -210,11 +218,16 @@ class Dataset:
         device: torch.device,
         mine: slice,
         drop_last: bool,
+        start: int = 0,
     ) -> Iterator[tuple[Tensor, Tensor]]:
         x_all, y_all = self._tensors(split, device)
         a, b = self._affine(device)
-        for idx in global_batches(len(y_all), batch_size, shuffle, drop_last, gen):
+        for i, idx in enumerate(global_batches(len(y_all), batch_size, shuffle, drop_last, gen)):
             m = len(idx)
+            if i < start:  # skipped, but its augmentation drawn: the generator stays in step
+                if augment:
+                    draw(gen, m, self._pad, self._flip)
+                continue
             idx = idx[mine].to(device)
             x = x_all[idx]
             if augment:
@@ -298,7 +311,35 @@ def load(
     if not isinstance(data, Dataset):
         raise DataError(f"{name}: {cls.__module__}.{cls.__qualname__}.load returned "
                         f"{type(data).__name__}, not a dsr.data.Dataset")
+    check_labels(data, name)
     for split, n in (("train", train_subset), ("test", test_subset)):
         if n is not None:
             data = data.with_subset(split, n)
     return data
+
+
+def check_labels(data: Dataset, name: str) -> None:
+    """Refuse labels that are not class indices in [0, num_classes): they fail at the first
+    loss of a run, or (past the subset) silently drop a class. Checked on every load."""
+    k = data.info.num_classes
+    for split in ("train", "test"):
+        y = data.labels(split)
+        if len(y) == 0:
+            continue
+        if y.is_floating_point() or y.is_complex():
+            raise DataError(f"{name}: {split} labels are {y.dtype}, expected integer class "
+                            "indices; return them as a torch.long tensor")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= k:
+            raise DataError(f"{name}: {split} labels span {low}..{high}, outside 0..{k - 1} "
+                            f"(num_classes={k}); fix the labels or the DataInfo's num_classes")
+
+
+def check_splits(data: Dataset, name: str) -> None:
+    """Refuse, before a run's first step, a dataset with an empty split (it would fail after
+    the last epoch, with the whole run lost). The trainer calls it; `load` loads what the
+    files hold."""
+    for split in ("train", "test"):
+        if data.split_size(split) == 0:
+            raise DataError(f"{name}: the {split} split is empty; the dataset's load() must "
+                            f"return samples in both splits")

@@ -72,6 +72,10 @@ class ImageFolderStream(Dataset):
             return len(self._subset[split])
         return len(self._folders[split])
 
+    def labels(self, split: str) -> Tensor:
+        y = torch.tensor(self._folders[split].targets)
+        return y[self._subset[split]] if split in self._subset else y
+
     def with_subset(self, split: str, n: int) -> ImageFolderStream:
         y = torch.tensor(self._folders[split].targets)
         out = copy.copy(self)
@@ -80,7 +84,8 @@ class ImageFolderStream(Dataset):
         out._subset = {**self._subset, split: picked}
         return out
 
-    def _iterate(self, split, batch_size, gen, shuffle, augment, device, mine, drop_last):
+    def _iterate(self, split, batch_size, gen, shuffle, augment, device, mine, drop_last,
+                 start=0):
         base_seed = int(torch.randint(0, 2**62, (), generator=gen)) if augment else None
         data = _SeededTransform(
             self._folders[split], self._train_tf if augment else self._eval_tf, base_seed
@@ -90,7 +95,7 @@ class ImageFolderStream(Dataset):
         plan = [
             (idx if index is None else index[idx])[mine].tolist()
             for idx in global_batches(n, batch_size, shuffle, drop_last, gen)
-        ]
+        ][start:]  # each sample's augmentation is seeded by its index: skipping draws nothing
         loader = torch.utils.data.DataLoader(
             data, batch_sampler=plan, num_workers=self._workers, pin_memory=device.type == "cuda"
         )

@@ -1,42 +1,75 @@
-"""Snakemake glue only: the config checked and expanded into a Grid (pipeline/grid.py, plain
-Python with its own tests), report entries for the outputs, and the training rule's per-wildcards
-lookups (arguments, resources). Config values reach the shell only through shlex.quote.
+"""Snakemake glue only: the configuration loaded (pipeline/configs.py: config/config.yaml, or
+exactly the --configfile files), checked and expanded into a Grid (pipeline/grid.py, plain
+Python with its own tests), cached results audited, report entries for the outputs, and the
+training rules' per-wildcards lookups (arguments, resources). Config values reach the shell only
+through shlex.quote.
 """
 
+import re
 import shlex
 import sys
 
 # the trainer's package (`import dsr`) and the workflow's library (`import pipeline`)
 sys.path[:0] = [workflow.basedir, f"{workflow.basedir}/workflow/scripts"]
-from pipeline.grid import (  # noqa: E402
-    CONVERSION_SOURCES,
-    MODEL,
-    MODEL_PATTERN,
-    RUN,
-    RUN_PATTERN,
-    RUN_VARIANT,
-    VARIANT,
-    ConfigError,
-    Grid,
-    check_config,
-)
+from dsr.results import quarantine  # noqa: E402
+from pipeline.configs import load_config, placeholder_resources  # noqa: E402
+from pipeline.grid import ConfigError, Grid, check_config  # noqa: E402
+from pipeline.runs import unusable  # noqa: E402
 
 REPORT = f"{workflow.basedir}/workflow/report"
 # One software stack for every rule (the locked .venv, or this file with --sdm conda).
 CONDA_ENV = f"{workflow.basedir}/environment.yml"
 
+
+
+def plan() -> Grid:
+    """The configuration and its grid; a ConfigError ends the workflow with its one line
+    (`error: ...`, exit 1) before any job, not with a traceback of this file."""
+    try:
+        loaded = load_config(workflow.config_settings.configfiles,
+                             dict(workflow.config_settings.config), workflow.basedir)
+        config.clear()  # Snakemake's own merge of the same files (with any `base:`) is replaced
+        config.update(loaded)
+        grid = Grid(check_config(config, workflow.basedir))
+        bad = placeholder_resources(workflow.resource_settings.default_resources)
+        if bad:
+            raise ConfigError(bad)
+        return grid
+    except ConfigError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(1)
+
+
+GRID = plan()
+
+
+def audit_cache(grid: Grid) -> None:
+    """Move aside (never delete) every cached metrics.json of the grid that cannot be used, so
+    its run is planned again: corrupt, not of the schema, non-finite, or of another run. This
+    happens whenever the grid is planned, dry runs included (then the dry run shows the job
+    that retrains it); jobs on cluster nodes leave it to the main process."""
+    if workflow.remote_exec:
+        return
+    for path, reason in unusable(grid):
+        print(f"moved {path} aside to {quarantine(path).name} ({reason}); its run trains again",
+              file=sys.stderr)
+
+
+audit_cache(GRID)
+
+
+def keys_regex(keys: list[str]) -> str:
+    """A wildcard constraint matching exactly these run folders (without runs/)."""
+    return "|".join(re.escape(k.removeprefix("runs/")) for k in keys) or "(?!)"
+
+
 wildcard_constraints:
-    dataset="[a-z0-9_]+",
-    arch="[a-z0-9_]+",
-    method="[a-z0-9][a-z0-9-]*",
-    T="[0-9]+",
-    seed="[0-9]+",
-    variant=VARIANT,
-    stage="T1|L[0-9]+",
+    run="[a-z0-9_]+/[a-z0-9_]+/[a-z0-9][a-z0-9-]*/T[0-9]+/seed[0-9]+/[0-9a-f]{16}",
 
 
 def table_files(grid: Grid) -> list:
-    """Outputs of the tables rule; the CSVs are report entries."""
+    """Outputs of the tables rule; the CSVs are report entries. update(): a failing tables job
+    restores the previous tables instead of leaving none."""
     outs = grid.outputs()
     # the verdicts come first in the report (its categories are listed in order of appearance)
     files = [report(outs["claims"]["csv"], caption=f"{REPORT}/claims.rst", category="Claims"),
@@ -48,7 +81,7 @@ def table_files(grid: Grid) -> list:
             caption = f"{REPORT}/{'table' if kind == 'table' else 'firing_rates_table'}.rst"
             csv = report(entry[kind]["csv"], caption=caption, category="Tables", subcategory=name)
             files += [entry[kind]["md"], entry[kind]["tex"], csv]
-    return files
+    return [update(f) for f in files]
 
 
 def figure_files(grid: Grid) -> list:
@@ -59,7 +92,7 @@ def figure_files(grid: Grid) -> list:
             png = report(paths["png"], caption=f"{REPORT}/{kind}.rst", category="Figures",
                          subcategory=name)
             files += [png, paths["pdf"]]
-    return files
+    return [update(f) for f in files]
 
 
 def rendered(grid: Grid) -> list[str]:
@@ -72,12 +105,16 @@ def firing_rate_tables(grid: Grid) -> list[str]:
             if "firing_rates" in e]
 
 
-# ---- the training rule's arguments and resources (functions of wildcards) ------------------
+# ---- the training rules' arguments and resources (functions of wildcards) -----------------
+
+
+def job(wildcards):
+    return GRID.run(f"runs/{wildcards.run}")
 
 
 def run_processes(wildcards) -> int:
     """Trainer processes of a job: one per GPU (DistributedDataParallel), at least one."""
-    return max(1, GRID.resources[GRID.run(wildcards).key]["gpu"])
+    return max(1, GRID.resources[job(wildcards).key]["gpu"])
 
 
 def trainer_command(wildcards) -> str:
@@ -91,40 +128,40 @@ def trainer_command(wildcards) -> str:
 
 def trainer_args(wildcards) -> str:
     """The CLI arguments of one run, each value shell-quoted."""
-    return shlex.join(GRID.run(wildcards).args(GRID.cfg["dataset_plugins"]))
+    return shlex.join(job(wildcards).args(GRID.cfg["dataset_plugins"]))
 
 
 def source_model(wildcards) -> str:
     """The model.pt a conversion job converts."""
-    source = GRID.run(wildcards).source
+    source = job(wildcards).source
     if source is None:
-        raise ConfigError(f"{RUN_PATTERN.format(**wildcards)} is not a conversion job")
+        raise ConfigError(f"runs/{wildcards.run} is not a conversion job")
     return f"{GRID.results}/{source}/model.pt"
 
 
 def convert_gpu(wildcards) -> int:
     """A conversion job evaluates in one process: one GPU when the config gives its jobs any."""
-    return min(1, GRID.resources[GRID.run(wildcards).key]["gpu"])
+    return min(1, GRID.resources[job(wildcards).key]["gpu"])
 
 
 def run_resource(name: str):
     """Resource `name` of the run at these wildcards, as a rule resource function."""
 
     def lookup(wildcards) -> int:
-        return GRID.resources[GRID.run(wildcards).key][name]
+        return GRID.resources[job(wildcards).key][name]
 
     return lookup
 
 
 def run_threads(wildcards) -> int:
-    return GRID.resources[GRID.run(wildcards).key]["threads"]
+    return GRID.resources[job(wildcards).key]["threads"]
 
 
 def run_runtime(wildcards, attempt: int) -> int:
     """Minutes; each retry (a preempted or timed-out job resumes its checkpoint) gets more."""
-    return GRID.resources[GRID.run(wildcards).key]["runtime"] * attempt
+    return GRID.resources[job(wildcards).key]["runtime"] * attempt
 
 
 def run_cpus_per_gpu(wildcards) -> int:
-    res = GRID.resources[GRID.run(wildcards).key]
+    res = GRID.resources[job(wildcards).key]
     return res.get("cpus_per_gpu", res["threads"])

@@ -1,19 +1,21 @@
-"""A shell call of the trainer CLI per run of the grid: `train` (and `train_variant`, the same
-rule for a swept run, whose path has one more segment), `train_model` for the runs whose model a
-conversion method converts (+ --save-model), and `convert` for the conversion jobs that load
-that model and train nothing (+ --from-checkpoint)."""
+"""A shell call of the trainer CLI per run of the grid: `train`, `train_model` for the runs whose
+model a conversion method converts (+ --save-model), and `convert` for the conversion jobs that
+load that model and train nothing (+ --from-checkpoint). A run's folder is its identity
+(runs/.../seed{seed}/{config_hash}/), so a job never runs over another run's results; update()
+keeps a finished metrics.json in place if Snakemake reruns its job (the trainer then finds the
+run finished and does nothing), and restores it if that job fails."""
 
 
 rule train:
     """One run; its checkpoint.pt (undeclared, beside metrics.json) makes a retry resume."""
     output:
-        metrics=f"{GRID.results}/runs/{RUN}/metrics.json",
+        metrics=update(f"{GRID.results}/runs/{{run}}/metrics.json"),
     conda:
         CONDA_ENV
     log:
-        f"{GRID.results}/logs/train/{RUN}.log",
+        f"{GRID.results}/logs/train/{{run}}.log",
     benchmark:
-        f"{GRID.results}/benchmarks/train/{RUN}.tsv"
+        f"{GRID.results}/benchmarks/train/{{run}}.tsv"
     params:
         trainer=trainer_command,
         args=trainer_args,
@@ -30,29 +32,20 @@ rule train:
         "{params.trainer} {params.args} --out {output.metrics:q} > {log:q} 2>&1"
 
 
-use rule train as train_variant with:
-    output:
-        metrics=f"{GRID.results}/runs/{RUN_VARIANT}/metrics.json",
-    log:
-        f"{GRID.results}/logs/train/{RUN_VARIANT}.log",
-    benchmark:
-        f"{GRID.results}/benchmarks/train/{RUN_VARIANT}.tsv"
-
-
 rule train_model:
-    """A run whose trained model a conversion method converts (the ann run at T1, QCFS's
-    quantised ANN at L{L}): the train rule's call plus --save-model."""
+    """A run whose trained model a conversion method converts (the ann run, QCFS's quantised
+    ANN): the train rule's call plus --save-model."""
     output:
-        metrics=f"{GRID.results}/{MODEL_PATTERN}/metrics.json",
-        model=f"{GRID.results}/{MODEL_PATTERN}/model.pt",
+        metrics=update(f"{GRID.results}/runs/{{run}}/metrics.json"),
+        model=update(f"{GRID.results}/runs/{{run}}/model.pt"),
     wildcard_constraints:
-        method="|".join(sorted(set(CONVERSION_SOURCES.values()))),
+        run=keys_regex(GRID.model_keys()),
     conda:
         CONDA_ENV
     log:
-        f"{GRID.results}/logs/train/{MODEL}.log",
+        f"{GRID.results}/logs/train/{{run}}.log",
     benchmark:
-        f"{GRID.results}/benchmarks/train/{MODEL}.tsv"
+        f"{GRID.results}/benchmarks/train/{{run}}.tsv"
     params:
         trainer=trainer_command,
         args=trainer_args,
@@ -75,15 +68,15 @@ rule convert:
     input:
         model=source_model,
     output:
-        metrics=f"{GRID.results}/runs/{RUN}/metrics.json",
+        metrics=update(f"{GRID.results}/runs/{{run}}/metrics.json"),
     wildcard_constraints:
-        method="|".join(sorted(CONVERSION_SOURCES)),
+        run=keys_regex(GRID.conversion_keys()),
     conda:
         CONDA_ENV
     log:
-        f"{GRID.results}/logs/convert/{RUN}.log",
+        f"{GRID.results}/logs/convert/{{run}}.log",
     benchmark:
-        f"{GRID.results}/benchmarks/convert/{RUN}.tsv"
+        f"{GRID.results}/benchmarks/convert/{{run}}.tsv"
     params:
         args=trainer_args,
         python=shlex.quote(sys.executable),

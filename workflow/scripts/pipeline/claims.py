@@ -15,8 +15,10 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from dsr.config import ConfigError
 from dsr.results import ResultError, read_metrics
 from pipeline.collect import Collected
+from pipeline.configs import StrictLoader
 from pipeline.grid import CLAIM_KINDS
 from pipeline.names import DASH, display
 from pipeline.published import published_for
@@ -39,8 +41,8 @@ class Verdict:
 def load_claims(path: str | Path) -> list[dict]:
     """The claims file, checked: unique ids, the fields every claim needs, a known kind."""
     try:
-        claims = yaml.safe_load(Path(path).read_text())["claims"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        claims = yaml.load(Path(path).read_text(), Loader=StrictLoader)["claims"]  # noqa: S506
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ConfigError) as e:
         raise ResultError(f"{path}: cannot read the claims ({e}); it holds a `claims:` list, "
                           "see its header") from None
     seen = set()
@@ -113,21 +115,24 @@ def time_steps(claim: dict, configured: list[int]) -> list[int]:
 # ---- numbers from the collected runs -------------------------------------------------------
 
 
-def _runs(col: Collected, exp: str, arch: str, method: str, T: int | None = None) -> pd.DataFrame:
+def _runs(col: Collected, exp: str, arch: str, method: str, T: int | None = None,
+          diverged: bool = False) -> pd.DataFrame:
+    """A cell's runs with results (`diverged`: also those that diverged, never compared)."""
     r = col.runs
     hit = ((r["experiment"] == exp) & (r["arch"] == arch) & (r["method"] == method)
-           & r["variant"].isna())
-    if T is not None:
-        hit &= r["T"] == T
-    return r[hit]
+           & r["variant"].isna() & (diverged | r["diverged_epoch"].isna()))
+    return r[hit & (r["T"] == T)] if T is not None else r[hit]
 
 
 def _missing(cells: list[dict], col: Collected, exp: str, arch: str, method: str,
              T: int) -> list[str]:
-    expected = _expected(cells, exp, arch, method).get(T, [])
-    present = set(_runs(col, exp, arch, method, T)["seed"])
-    return [f"{display(method)} {display(arch)} T={T} seed {s}" for s in expected
-            if s not in present]
+    """The cell's seeds without a result: not cached, or diverged."""
+    runs = _runs(col, exp, arch, method, T, diverged=True)
+    epoch = dict(zip(runs["seed"], runs["diverged_epoch"], strict=True))
+    name = f"{display(method)} {display(arch)} T={T} seed"
+    return [f"{name} {s}" + ("" if s not in epoch else f" (diverged in epoch {epoch[s]:.0f})")
+            for s in _expected(cells, exp, arch, method).get(T, [])
+            if s not in epoch or not pd.isna(epoch[s])]
 
 
 def t_interval(diffs: list[float]) -> tuple[float, float, float]:
@@ -336,8 +341,7 @@ def judge_depth(claim, sc, cells, col, published) -> Verdict:
     return v
 
 
-JUDGES = {"absolute": judge_absolute, "relative": judge_relative, "band": judge_band,
-          "latency": judge_latency, "depth": judge_depth}
+JUDGES = {kind: globals()[f"judge_{kind}"] for kind in CLAIM_KINDS}
 
 
 def judge(claim: dict, block: dict, experiments: list[dict], cells: list[dict],
@@ -385,15 +389,12 @@ def render_claims(name: str, claims: list[dict], block: dict, experiments: list[
           f"{tally}.", "", LEGEND, "",
           markdown_table(["Claim", "Statement", "Source", "Verdict", "Numbers", "Missing runs"],
                          table), ""]
-    return {"md": "\n".join(md), "csv": pd.DataFrame(rows, columns=CSV_COLUMNS)
-            .to_csv(index=False)}
+    return {"md": "\n".join(md), "csv": pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(index=False)}
 
 
 def claims_files(params, col: Collected, published: pd.DataFrame) -> dict[str, str]:
     """The claims files of a tables / figures_from_cache job, by path (Snakemake params)."""
-    block = params.claims
-    claims = load_claims(block["file"])
-    texts = render_claims(params.name, claims, block, params.experiments, params.cells, col,
-                          published, block["file"])
-    out = params.outputs["claims"]
+    block, out = params.claims, params.outputs["claims"]
+    texts = render_claims(params.name, load_claims(block["file"]), block, params.experiments,
+                          params.cells, col, published, block["file"])
     return {out["md"]: texts["md"], out["csv"]: texts["csv"]}

@@ -1,48 +1,25 @@
 """Cached metrics.json files -> one row per run (and per layer), each checked against its cell.
 
-A cell (Grid.cells) is one run of one experiment: where its metrics.json lies and what the
-config asks of it (epochs, mode, --set values). A file whose identity fields contradict its path
-is an error; one that ran other settings than the config now asks is stale. A conversion job (a
-cell with a `sweep`) is one file per seed at T_max whose latency_sweep gives a row at every T.
+A cell (Grid.cells) is one run of one experiment: where its metrics.json lies and the identity
+(config hash) the configuration resolves it to. A file whose fields contradict its path is an
+error; one that holds another run than its cell asks is stale (the planner moves such files
+aside before training, so only a cache-only render meets one). A run that diverged is a result:
+its row says so and carries no accuracy. A conversion job (a cell with a `sweep`) is one file
+per seed at T_max whose latency_sweep gives a row at every T.
 """
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from dsr.config import NOT_IDENTITY, ConfigError, parse_value
 from dsr.results import ResultError, read_metrics
 
 
-def same_value(recorded, raw: str) -> bool:
-    """Does a value recorded in metrics.json equal the --set text the config passes (read as
-    the trainer reads it, with the recorded value's type)?"""
-    numeric = isinstance(recorded, int | float) and not isinstance(recorded, bool)
-    kind = float if numeric else str if recorded is None else type(recorded)
-    try:
-        value = parse_value("", raw, kind | None)
-    except ConfigError:
-        return False
-    if numeric and value is not None:
-        return math.isclose(value, float(recorded), rel_tol=1e-9)
-    return value == recorded
-
-
 def stale_reason(metrics: dict, cell: dict) -> str | None:
-    """Why a cached run does not match what the config asks for now (None: it matches)."""
-    if cell["epochs"] is not None and metrics["epochs"] != cell["epochs"]:
-        return f"ran {metrics['epochs']} epochs, config asks {cell['epochs']}"
-    if cell["mode"] is not None and metrics["mode"] != cell["mode"]:
-        return f"ran mode {metrics['mode']}, config asks {cell['mode']}"
-    recorded = {**metrics["config"].get("params", {}), **metrics["config"].get("train", {})}
-    for key, raw in cell["set"].items():
-        # where the data lives, the device, latency repeats: not what the run computed
-        if key in NOT_IDENTITY:
-            continue
-        if key in recorded and not same_value(recorded[key], raw):
-            return f"ran {key}={recorded[key]}, config asks {key}={raw}"
+    """Why a cached run is not the one its cell asks for (None: it is)."""
+    if metrics["config_hash"] != cell["hash"]:
+        return f"holds run {metrics['config_hash']}, the configuration asks for {cell['hash']}"
     return None
 
 
@@ -61,7 +38,10 @@ def _mean(values: list) -> float | None:
 
 def sweep_rows(metrics: dict, cell: dict) -> list[dict]:
     """A conversion job's rows: one per latency-sweep point, at that point's T. SynOps and energy
-    are the point's (the first T steps); the firing rate is recorded over T_max only."""
+    are the point's (the first T steps); the firing rate is recorded over T_max only. A
+    conversion of a diverged model gives one diverged row per configured T."""
+    if "diverged" in metrics:
+        return [{**run_row(metrics, cell), "T": T} for T in cell["points"]]
     sweep = metrics.get("latency_sweep")
     if sweep is None:
         raise ResultError(f"{cell['path']}: a conversion job's metrics without latency_sweep; "
@@ -84,15 +64,17 @@ def sweep_rows(metrics: dict, cell: dict) -> list[dict]:
 def run_row(metrics: dict, cell: dict) -> dict:
     """One run's numbers, accuracies and rates in %, memory in MB."""
     syn, cost, rate = metrics["synops"], metrics["cost"], metrics["firing_rate"]
-    peak = cost.get("peak_memory_bytes")
+    peak, acc = cost.get("peak_memory_bytes"), metrics["accuracy"]
+    diverged = metrics.get("diverged")
+    percent = (lambda v: None if v is None or diverged else 100 * v)  # noqa: E731
     return {
         "experiment": cell["experiment"], "dataset": cell["dataset"], "arch": cell["arch"],
         "method": cell["method"], "variant": cell.get("variant"), "T": cell["T"],
         "seed": cell["seed"], "category": metrics["category"], "neuron": metrics["neuron"],
         "mode": metrics["mode"],
-        "epochs": metrics["epochs"], "best_epoch": metrics["accuracy"]["best_epoch"],
-        "acc_best": 100 * metrics["accuracy"]["best"],
-        "acc_final": 100 * metrics["accuracy"]["final"],
+        "epochs": metrics["epochs"], "best_epoch": None if diverged else acc["best_epoch"],
+        "acc_best": percent(acc["best"]), "acc_final": percent(acc["final"]),
+        "diverged_epoch": diverged["epoch"] if diverged else None,
         "synops_ac": syn.get("total_ac"), "synops_mac": syn.get("total_mac"),
         "energy_pj": syn.get("energy_pj"), "pj_per_ac": syn.get("pj_per_ac"),
         "pj_per_mac": syn.get("pj_per_mac"),
@@ -108,7 +90,8 @@ def run_row(metrics: dict, cell: dict) -> dict:
 
 
 RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "variant", "T", "seed", "category",
-               "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final", "synops_ac",
+               "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final",
+               "diverged_epoch", "synops_ac",
                "synops_mac", "energy_pj", "pj_per_ac", "pj_per_mac", "firing_rate",
                "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind", "path",
                "sweep_T_max", "configured"]
@@ -146,12 +129,12 @@ def collect(cells: list[dict], experiments: list[dict], strict: bool) -> Collect
         reason = stale_reason(metrics, cell)
         if reason is not None:
             if strict:
-                raise ResultError(f"{path}: {reason}; delete it (or rerun without "
-                                  "--rerun-triggers mtime) so its job runs again")
+                raise ResultError(f"{path}: {reason}; move it aside (reproduce_table does) so "
+                                  "its job runs again")
             stale.append((cell, reason))
             continue
         rows += sweep_rows(metrics, cell) if cell.get("sweep") else [run_row(metrics, cell)]
-        if cell["method"] in rate_methods[cell["experiment"]]:
+        if cell["method"] in rate_methods[cell["experiment"]] and "diverged" not in metrics:
             rates = metrics["firing_rate"]
             names = rates.get("layer_names") or []
             for i, r in enumerate(rates["per_layer"]):

@@ -4,48 +4,37 @@ from a config dict; workflow/rules/common.smk turns it into rule inputs and wild
 
 Every experiment in the config is archs x methods x time_steps x seeds on one dataset
 (`per_method` changes one method's time steps, seeds, epochs, mode or overrides, or sweeps one of
-its parameters). A run is one results path, {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/
-seed{seed}/metrics.json, shared by every experiment that names it; a swept run has one more
-segment, .../T{T}/{param}={value}/seed{seed}/, so each value is its own run and table row. Two
-experiments that would train one path differently are an error.
+its parameters). Each run is resolved while the grid is planned, exactly as the trainer will
+resolve it (dsr.resolve: defaults, overrides, plug-ins imported), and its results folder is
+{results_dir}/runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{config_hash}/: the readable cell,
+then the run's identity (dsr.config.identity). Two configurations, or a changed setting, never
+share a folder; experiments that ask for the same run share it (and its job).
 
 ANN-to-SNN conversion methods (CONVERSION_SOURCES) train nothing themselves: per (arch, seed)
 one job converts a trained model.pt and evaluates it up to the experiment's latency_sweep
-(T_max), at runs/.../{method}/T{T_max}/seed{seed}/; its metrics hold every T of the table. The
-model comes from the `ann` run at T1 (conversion) or from QCFS's own quantised-ANN training at
-runs/.../qcfs/L{L}/seed{seed}/ (one per L); both write model.pt beside their metrics.json.
+(T_max), at runs/.../{method}/T{T_max}/seed{seed}/{hash}/; its metrics hold every T of the
+table, and its identity includes the hash of the run it converts. The model comes from the `ann`
+run at T1 (conversion) or from QCFS's own quantised-ANN training at T1 (one per L); both write
+model.pt beside their metrics.json.
 """
 
+import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dsr import registry
-from dsr.config import (
-    DATASET_DEFAULTS,
-    EVAL_ONLY,
-    NOT_IDENTITY,
-    ConfigError,
-    TrainConfig,
-    format_value,
-    qcfs_levels,
-    sweep_points,
-)
+from dsr import datasets, registry
+from dsr.config import TRAINING_KEYS, ConfigError, format_value, sweep_points
+from dsr.resolve import add_plugin_paths, resolve
 
 SCHEMA = "workflow/schemas/config.schema.yaml"  # relative to the repository root
-RUN = "{dataset}/{arch}/{method}/T{T}/seed{seed}"  # one run's wildcards, in every path
-RUN_PATTERN = f"runs/{RUN}"
-RUN_VARIANT = "{dataset}/{arch}/{method}/T{T}/{variant}/seed{seed}"  # a swept run: variant p=v
-VARIANT_PATTERN = f"runs/{RUN_VARIANT}"
-VARIANT = "[a-z_][a-z0-9_]*=[^/]+"
+# a run's folder under {results_dir}: the readable cell, then its identity (config hash)
+RUN_PATTERN = "runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{hash}"
 CLAIM_KINDS = ("absolute", "relative", "band", "latency", "depth")  # paper_tables/claims.yaml
-# a run that trains a model for conversion: the ann run (stage T1) or QCFS's ANN (stage L{L})
-MODEL = "{dataset}/{arch}/{method}/{stage}/seed{seed}"
-MODEL_PATTERN = f"runs/{MODEL}"
 # Resources of a training job unless the config says otherwise (runtime in minutes).
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
 FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "latency")
@@ -55,8 +44,6 @@ CONVERSION_SOURCES = {"conversion": "ann", "qcfs": "qcfs"}
 # T_max of the latency sweep when an experiment does not set latency_sweep
 LATENCY_SWEEP = {"digits": 64}
 LATENCY_SWEEP_DEFAULT = 256
-# harness keys that change a trained model: a conversion run takes them from its ANN's run
-TRAINING_KEYS = frozenset(TrainConfig.__dataclass_fields__) - set(NOT_IDENTITY) - set(EVAL_ONLY)
 
 
 def check_config(cfg: dict, root: str | Path) -> dict:
@@ -74,7 +61,7 @@ def check_config(cfg: dict, root: str | Path) -> dict:
 
 @dataclass(frozen=True)
 class Run:
-    """One training job: the CLI call that writes one metrics.json."""
+    """One job: the CLI call that writes one metrics.json, and the identity it resolves to."""
 
     dataset: str
     arch: str
@@ -88,18 +75,14 @@ class Run:
     variant: str | None = None  # "param=value" of a swept run (its value is in overrides too)
     source: str | None = None  # conversion: the key of the run whose model.pt it converts
     points: tuple[int, ...] = ()  # conversion: T values its sweep records besides powers of 2
-    folder: str | None = None  # a model-training stage's folder instead of T{T} (QCFS: L{L})
+    hash: str = ""  # dsr.config.identity's hash of the resolved run (set by Grid.resolve)
+    plugin_paths: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
-        if self.folder is not None:
-            return MODEL_PATTERN.format(dataset=self.dataset, arch=self.arch,
-                                        method=self.method, stage=self.folder, seed=self.seed)
-        fields = dict(dataset=self.dataset, arch=self.arch, method=self.method, T=self.T,
-                      seed=self.seed)
-        if self.variant is None:
-            return RUN_PATTERN.format(**fields)
-        return VARIANT_PATTERN.format(variant=self.variant, **fields)
+        """The run's folder under the results folder."""
+        return RUN_PATTERN.format(dataset=self.dataset, arch=self.arch, method=self.method,
+                                  T=self.T, seed=self.seed, hash=self.hash)
 
     def args(self, dataset_plugins: dict[str, str]) -> list[str]:
         """The `python -m dsr.run` arguments of this run (the caller quotes them)."""
@@ -115,16 +98,21 @@ class Run:
             args += ["--plugin", f"{self.method}={self.plugin}"]
         if self.dataset in dataset_plugins:
             args += ["--dataset-plugin", f"{self.dataset}={dataset_plugins[self.dataset]}"]
+        if self.plugin is not None or self.dataset in dataset_plugins:
+            for path in self.plugin_paths:
+                args += ["--plugin-path", path]
         if self.points:
             args += ["--sweep-points", ",".join(map(str, self.points))]
         return args
 
-    def cell(self, experiment: str, results: str) -> dict:
-        """What the aggregation scripts need to find, check and place this run."""
+    def cell(self, experiment: str, results: str, variant: str | None) -> dict:
+        """What the aggregation scripts need to find, check and place this run (`variant`:
+        the experiment's label of it, which another experiment sharing the run may not have)."""
         return {"experiment": experiment, "dataset": self.dataset, "arch": self.arch,
                 "method": self.method, "T": self.T, "seed": self.seed,
-                "path": f"{results}/{self.key}/metrics.json", "epochs": self.epochs,
-                "mode": self.mode, "set": dict(self.overrides), "variant": self.variant,
+                "path": f"{results}/{self.key}/metrics.json", "hash": self.hash,
+                "epochs": self.epochs, "mode": self.mode, "set": dict(self.overrides),
+                "variant": variant,
                 "sweep": sweep_points(self.T, self.points) if self.source else None,
                 "points": list(self.points) if self.source else None}
 
@@ -143,6 +131,12 @@ class Grid:
         self.cfg = cfg
         self.results = str(Path(cfg["results_dir"]))
         self.tables = str(Path(cfg["tables_dir"], cfg["name"]))
+        for key in ("results_dir", "tables_dir"):
+            if Path(cfg[key]).exists() and not Path(cfg[key]).is_dir():
+                raise ConfigError(f"config: {key} {cfg[key]} is a file, not a folder; point "
+                                  f"{key} at a folder (it is created if missing)")
+        self.plugin_paths = tuple(cfg.get("plugin_paths") or ())
+        add_plugin_paths(self.plugin_paths)  # the planner imports every plug-in, as jobs will
         self.runs: dict[str, Run] = {}
         self.resources: dict[str, dict] = {}
         self.cells: list[dict] = []
@@ -161,10 +155,10 @@ class Grid:
 
     def check_experiment(self, exp: dict, registered: set[str]) -> None:
         where = f"config: experiment {exp['name']!r}"
-        datasets = {*DATASET_DEFAULTS, *self.cfg["dataset_plugins"]}
-        if exp["dataset"] not in datasets:
+        known = {*datasets.DATASETS, *self.cfg["dataset_plugins"]}
+        if exp["dataset"] not in known:
             raise ConfigError(f"{where}: unknown dataset {exp['dataset']!r}; choose one of "
-                              f"{', '.join(sorted(datasets))} or map it under dataset_plugins: "
+                              f"{', '.join(sorted(known))} or map it under dataset_plugins: "
                               f"({exp['dataset']}: module:Class)")
         for method in exp["methods"]:
             if method not in registered:
@@ -172,11 +166,11 @@ class Grid:
                     f"{where} names method {method!r}, which is not registered; registered: "
                     f"{', '.join(sorted(registered))}; add it to METHODS in dsr/registry.py "
                     f"or map it under plugins: ({method}: module:Class)")
-        for field in ("per_method", "firing_rates"):
-            stray = sorted(set(exp.get(field) or ()) - set(exp["methods"]))
+        for field_name in ("per_method", "firing_rates"):
+            stray = sorted(set(exp.get(field_name) or ()) - set(exp["methods"]))
             if stray:
-                raise ConfigError(f"{where}: {field} names {', '.join(stray)}, which is not "
-                                  "in its methods list; add it there or remove it")
+                raise ConfigError(f"{where}: {field_name} names {', '.join(stray)}, which is "
+                                  "not in its methods list; add it there or remove it")
         for method, per in (exp.get("per_method") or {}).items():
             sweep = per.get("sweep")
             if not sweep:
@@ -194,7 +188,7 @@ class Grid:
                    if not re.fullmatch(r"[A-Za-z0-9._+-]+", format_value(v))]
             if bad:
                 raise ConfigError(f"{where}: per_method.{method}.sweep.{param} value {bad[0]!r} "
-                                  "cannot be a path segment; use numbers or plain words")
+                                  "cannot be a table label; use numbers or plain words")
             if param in {**(exp.get("set") or {}), **(per.get("set") or {})}:
                 raise ConfigError(f"{where}: per_method.{method} both sets and sweeps {param}; "
                                   "remove it from set")
@@ -202,6 +196,22 @@ class Grid:
                 raise ConfigError(f"{where}: firing_rates names {method}, whose "
                                   f"{param} is swept; the sweep figure shows its firing rate "
                                   "per value, so remove it from firing_rates")
+
+    def resolved(self, run: Run, exp: dict, source: Run | None = None) -> Run:
+        """`run` with its identity, resolved exactly as `python -m dsr.run` will resolve it (a
+        plug-in that does not import, an unknown --set key or a bad value fails here, in one
+        line, before anything trains)."""
+        try:
+            cfg, _ = resolve(run.method, run.dataset, run.T, run.seed, arch=run.arch,
+                             epochs=run.epochs, mode=run.mode, overrides=dict(run.overrides),
+                             plugins=self.cfg["plugins"],
+                             dataset_plugins=self.cfg["dataset_plugins"],
+                             source=None if source is None else source.hash)
+        except (ConfigError, registry.UnknownMethod, datasets.UnknownDataset) as e:
+            raise ConfigError(f"config: experiment {exp['name']!r}, {run.method} on "
+                              f"{run.dataset}/{run.arch} at T={run.T}: {e}") from None
+        return dataclasses.replace(run, hash=cfg.hash, plugin_paths=self.plugin_paths,
+                                   source=None if source is None else source.key)
 
     def expand(self, exp: dict) -> list[Run]:
         data_root = self.cfg["datasets"].get(exp["dataset"], {}).get("data_root")
@@ -214,19 +224,29 @@ class Grid:
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
                 if data_root is not None:
                     sets.setdefault("data_root", data_root)
-                # no sweep: one variant, None; a sweep: one run per value, path and row
+                # no sweep: one variant, None; a sweep: one run per value and table row
                 variants = [(None, sets)]
                 for param, values in (per.get("sweep") or {}).items():
                     variants = [(f"{param}={format_value(v)}", {**sets, param: v})
                                 for v in values]
-                for variant, values in variants:
-                    overrides = tuple(sorted((k, format_value(v)) for k, v in values.items()))
-                    for T in per.get("time_steps", exp["time_steps"]):
-                        for seed in per.get("seeds", exp["seeds"]):
-                            runs.append(Run(exp["dataset"], arch, method, T, seed,
-                                            per.get("epochs", exp.get("epochs")),
-                                            per.get("mode"), overrides,
-                                            self.cfg["plugins"].get(method), variant))
+                for T in per.get("time_steps", exp["time_steps"]):
+                    for seed in per.get("seeds", exp["seeds"]):
+                        labels: dict[str, str] = {}  # hash -> the sweep value that gave it
+                        for variant, values in variants:
+                            overrides = tuple(sorted((k, format_value(v))
+                                                     for k, v in values.items()))
+                            run = self.resolved(Run(exp["dataset"], arch, method, T, seed,
+                                                    per.get("epochs", exp.get("epochs")),
+                                                    per.get("mode"), overrides,
+                                                    self.cfg["plugins"].get(method), variant),
+                                                exp)
+                            if run.hash in labels:
+                                raise ConfigError(
+                                    f"config: experiment {exp['name']!r}: per_method.{method}."
+                                    f"sweep gives {labels[run.hash]} and {variant}, the same "
+                                    "setting (one run); list each value once")
+                            labels[run.hash] = variant
+                            runs.append(run)
         return runs
 
     def latency_sweep(self, exp: dict) -> int:
@@ -278,52 +298,55 @@ class Grid:
                                       f"converts the {source!r} run's model.pt); set {key} "
                                       f"under per_method.{source}.set or the experiment's set")
             src_sets, epochs = settings(source)
-            if source == method:
-                L = own_sets.get("L", qcfs_levels(exp["dataset"]))
-                folder, sets = f"L{L}", src_sets
+            if source == method:  # QCFS trains its own quantised ANN with its own settings
+                sets = src_sets
             else:
-                folder = "T1"
                 sets = {**{k: v for k, v in src_sets.items() if k in TRAINING_KEYS}, **own_sets}
             points = tuple(sorted(set(per.get("time_steps", exp["time_steps"]))))
             for arch in exp["archs"]:
                 for seed in per.get("seeds", exp["seeds"]):
-                    model = Run(exp["dataset"], arch, source, 1, seed, epochs,
-                                per_all.get(source, {}).get("mode"), quoted(src_sets),
-                                self.cfg["plugins"].get(source),
-                                folder=None if folder == "T1" else folder)
+                    model = self.resolved(Run(exp["dataset"], arch, source, 1, seed, epochs,
+                                              per_all.get(source, {}).get("mode"),
+                                              quoted(src_sets),
+                                              self.cfg["plugins"].get(source)), exp)
                     runs.append(model)
-                    runs.append(Run(exp["dataset"], arch, method, T_max, seed, epochs, None,
-                                    quoted(sets), self.cfg["plugins"].get(method),
-                                    source=model.key, points=points))
+                    runs.append(self.resolved(Run(exp["dataset"], arch, method, T_max, seed,
+                                                  epochs, None, quoted(sets),
+                                                  self.cfg["plugins"].get(method),
+                                                  points=points), exp, source=model))
         return runs
 
     def add(self, run: Run, exp: dict, cell: bool = True) -> None:
-        known = self.runs.setdefault(run.key, run)
-        if known != run:
-            raise ConfigError(
-                f"config: experiment {exp['name']!r} trains {run.key} differently from an "
-                f"earlier experiment (epochs/mode/set differ); results paths carry no "
-                f"experiment name, so give both the same settings or use another results_dir")
+        """Register `run` (experiments that ask for the same run share it and its job; the
+        first one's arguments are its command) and its cell in `exp`'s table."""
+        self.runs.setdefault(run.key, run)
         dataset_res = self.cfg["datasets"].get(run.dataset, {}).get("resources")
         wanted = merge_resources(self.cfg.get("resources"), dataset_res, exp.get("resources"))
+        if run.source is not None:  # a conversion evaluates: sized by its own block if any
+            dataset_conv = self.cfg["datasets"].get(run.dataset, {}).get("convert_resources")
+            wanted = merge_resources(wanted, self.cfg.get("convert_resources"), dataset_conv,
+                                     exp.get("convert_resources"))
         have = self.resources.get(run.key, {})
         # a run shared by two experiments gets the larger request of each resource
         self.resources[run.key] = {k: max(v, have.get(k, v)) for k, v in wanted.items()}
         if cell:
-            self.cells.append(run.cell(exp["name"], self.results))
+            self.cells.append(run.cell(exp["name"], self.results, run.variant))
 
     # ---- per-wildcards lookups for the training rule -------------------------------------
 
-    def run(self, wildcards) -> Run:
-        if "stage" in wildcards.keys():
-            pattern = MODEL_PATTERN
-        else:
-            pattern = VARIANT_PATTERN if "variant" in wildcards.keys() else RUN_PATTERN
-        key = pattern.format(**wildcards)
+    def run(self, key: str) -> Run:
+        """The run whose folder is `key` (runs/.../{hash})."""
         if key not in self.runs:
             raise ConfigError(f"{key} is not in the configured grid ({self.cfg['name']}); "
                               "add it to an experiment in the config")
         return self.runs[key]
+
+    def model_keys(self) -> list[str]:
+        """Runs whose trained model.pt a conversion job converts."""
+        return sorted({run.source for run in self.runs.values() if run.source is not None})
+
+    def conversion_keys(self) -> list[str]:
+        return sorted(key for key, run in self.runs.items() if run.source is not None)
 
     def metrics_files(self) -> list[str]:
         return [f"{self.results}/{key}/metrics.json" for key in self.runs]

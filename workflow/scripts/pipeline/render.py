@@ -47,6 +47,8 @@ def summarise(exp: dict, cells: list[dict], runs: pd.DataFrame, published: pd.Da
     for arch, method, variant, T, seeds in experiment_cells(exp, cells):
         got = mine[(mine["arch"] == arch) & (mine["method"] == method) & (mine["T"] == T)
                    & (mine["variant"].fillna("") == (variant or ""))]
+        diverged = got["diverged_epoch"].dropna()
+        got = got[got["diverged_epoch"].isna()]  # a diverged run has no numbers to average
         best, best_std = _mean_std(got["acc_best"])
         final, final_std = _mean_std(got["acc_final"])
         pub = published_for(published, exp["dataset"], arch, method, T)
@@ -56,7 +58,9 @@ def summarise(exp: dict, cells: list[dict], runs: pd.DataFrame, published: pd.Da
             "method": method, "variant": variant,
             "method_name": display(row_key(method, variant)),
             "category": got["category"].iloc[0] if len(got) else None,
-            "T": T, "seeds_present": len(got), "seeds_expected": len(seeds),
+            "T": T, "seeds_present": len(got) + len(diverged), "seeds_expected": len(seeds),
+            "seeds_diverged": len(diverged),
+            "diverged_epochs": ", ".join(str(int(e)) for e in diverged) or None,
             "acc_best_mean": best, "acc_best_std": best_std,
             "acc_final_mean": final, "acc_final_std": final_std,
             "synops_ac_m": _mean_std(got["synops_ac"] / 1e6)[0],
@@ -91,16 +95,25 @@ HEADER = ["Method", "Category", "Arch", "T", "Seeds", "Best acc. (%)", "Final ac
 ONLY_HEADER = ["Method", "Category", "Arch", "Neuron", "T", "Published (%)"]
 
 
+def accuracy_text(r: pd.Series, kind: str) -> str:
+    """A cell's accuracy: mean ± std over the seeds with results, and how many diverged."""
+    if r["seeds_present"] == 0:
+        return "not run"
+    div = r["seeds_diverged"]
+    if div == r["seeds_present"]:
+        return f"diverged (epoch {r['diverged_epochs']})"
+    text = pm(r[f"acc_{kind}_mean"], r[f"acc_{kind}_std"])
+    return f"{text}; {div} diverged" if div else text
+
+
 def table_rows(summary: pd.DataFrame) -> list[list[str]]:
     rows = []
     for _, r in summary.iterrows():
-        present = r["seeds_present"] > 0
         category = DASH if pd.isna(r["category"]) else r["category"]
         rows.append([
             r["method_name"], category, display(r["arch"]), str(r["T"]),
             f"{r['seeds_present']}/{r['seeds_expected']}",
-            pm(r["acc_best_mean"], r["acc_best_std"]) if present else "not run",
-            pm(r["acc_final_mean"], r["acc_final_std"]) if present else "not run",
+            accuracy_text(r, "best"), accuracy_text(r, "final"),
             amount(r["synops_ac_m"]), amount(r["energy_uj"]), fmt(r["firing_rate"]),
             r["published_text"],
             DASH if pd.isna(r["diff_best_pp"]) else f"{r['diff_best_pp']:+.2f}",

@@ -1,0 +1,122 @@
+"""metrics.json of a run: the final metrics (latency and memory measured now, then recorded with
+the run's evaluation and history) and the record of a run that diverged.
+
+`metrics_record` and `diverged_record` are pure (nothing is timed or run there); the schema is
+workflow/schemas/metrics.schema.json, checked when the file is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dsr import data as dsr_data
+from dsr import metrics as M
+from dsr.config import RunConfig
+from dsr.cost import measure_latency, peak_memory
+from dsr.method import Method
+from dsr.provenance import Start, provenance
+from dsr.resolve import plugin_provenance
+from dsr.results import SCHEMA_VERSION
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    net: nn.Module  # the evaluated network (method.inference_model)
+    counter: M.SpikeCounter
+    synops: dict[str, Any] | None
+
+
+def run_provenance(cfg: RunConfig, device: torch.device, start: Start,
+                   world_size: int) -> dict[str, Any]:
+    """provenance() plus every out-of-tree class the run imported (file and sha256)."""
+    return {**provenance(device, start, world_size), "plugins": plugin_provenance(cfg)}
+
+
+def final_metrics(cfg: RunConfig, method: Method, data: dsr_data.Dataset, device: torch.device,
+                  last: Evaluation, history: dict[str, list], start: Start, world_size: int,
+                  batch: int | None = None) -> dict[str, Any]:
+    """metrics.json: latency timed at batch 1 and at `batch` (default eval_batch_size) and the
+    peak memory measured now, then recorded with the run's evaluation and history."""
+    x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
+    ms = measure_latency(lambda inp: method.logits(last.net, inp), x, cfg.train.latency_batches)
+    return metrics_record(cfg, method, data.info, last, history, latency=ms,
+                          memory=peak_memory(device), device=str(device),
+                          prov=run_provenance(cfg, device, start, world_size))
+
+
+def _common(cfg: RunConfig, method: Method, info: dsr_data.DataInfo) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "method": cfg.method, "category": method.category, "dataset": cfg.dataset,
+        "arch": cfg.arch, "neuron": method.neuron, "time_steps": cfg.time_steps,
+        "seed": cfg.seed, "mode": cfg.mode, "epochs": cfg.train.epochs,
+        "data": {"name": info.name, "num_classes": info.num_classes,
+                 "train_size": info.train_size, "test_size": info.test_size,
+                 "split": info.split, "source": info.source,
+                 "preprocessing": info.preprocessing},
+    }
+
+
+def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last: Evaluation,
+                   history: dict[str, list], latency: dict[str, float], memory: tuple[int, str],
+                   device: str, prov: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json from values already measured (nothing is timed or run here); the best epoch
+    is the first with the highest test accuracy."""
+    counter, acc = last.counter, history["accuracy"]
+    names = [n for n, m in last.net.named_modules() if any(m is s for s in counter.layers)]
+    best = max(range(len(acc)), key=lambda i: acc[i])
+    return {
+        **_common(cfg, method, info),
+        "accuracy": {"best": acc[best], "final": acc[-1], "best_epoch": best + 1,
+                     "per_epoch": acc, "validation_selected": None},
+        "train_loss": history["loss"],
+        "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
+                        "total": counter.total(), "per_epoch_total": history["rate"]},
+        "synops": last.synops,
+        "latency": {"time_steps": cfg.time_steps, "ms_per_sample": latency, "device": device},
+        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": memory[0],
+                 "peak_memory_kind": memory[1]},
+        "config": cfg.to_dict(), "config_hash": cfg.hash,
+        "provenance": prov,
+    }
+
+
+def diverged_metrics(cfg: RunConfig, method: Method, info: dsr_data.DataInfo,
+                     history: dict[str, list], diverged: Exception, device: torch.device,
+                     start: Start, world_size: int) -> dict[str, Any]:
+    """metrics.json of a run whose loss or weights became non-finite (see diverged_record)."""
+    return diverged_record(cfg, method, info, history, epoch=diverged.epoch,
+                           reason=diverged.reason, memory=peak_memory(device),
+                           device=str(device), prov=run_provenance(cfg, device, start, world_size))
+
+
+def diverged_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo,
+                    history: dict[str, list], epoch: int, reason: str,
+                    memory: tuple[int, str], device: str, prov: dict[str, Any]) -> dict[str, Any]:
+    """A diverged run: `diverged` says in which epoch and why; the epochs completed before it
+    keep their accuracies (best over them; none if it diverged in the first), and nothing is
+    evaluated after it (no firing rates, SynOps or latency of a non-finite network)."""
+    acc = history["accuracy"]
+    best = max(range(len(acc)), key=lambda i: acc[i]) if acc else None
+    return {
+        **_common(cfg, method, info),
+        "diverged": {"epoch": epoch, "reason": reason},
+        "accuracy": {"best": None if best is None else acc[best],
+                     "final": acc[-1] if acc else None,
+                     "best_epoch": None if best is None else best + 1,
+                     "per_epoch": acc, "validation_selected": None},
+        "train_loss": history["loss"],
+        "firing_rate": {"per_layer": [], "layer_names": [], "total": None,
+                        "per_epoch_total": history["rate"]},
+        "synops": {"per_layer": [], "total_ac": None, "total_mac": None, "energy_pj": None},
+        "latency": {"time_steps": cfg.time_steps, "ms_per_sample": None, "device": device},
+        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": memory[0],
+                 "peak_memory_kind": memory[1]},
+        "config": cfg.to_dict(), "config_hash": cfg.hash,
+        "provenance": prov,
+    }
