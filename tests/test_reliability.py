@@ -925,3 +925,26 @@ def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
     assert any("epoch 1/2" in line for line in logged) and sorted(set(calls)) == [
         "rev-parse", "status"]
     assert m["provenance"]["git_commit"] == "a" * 40 and m["provenance"]["git_dirty"] is False
+
+
+def test_second_process_on_a_run_is_refused_in_one_line(tmp_path: Path):
+    """Two processes in one run folder, the second started from another working directory:
+    it is refused in one line, naming the first, and touches nothing of it."""
+    out = tmp_path / "run" / "metrics.json"
+    proc, marker = start_killable(out, "signal:3")
+    try:
+        wait_for(proc, marker.exists, "the paused step", out.parent / "log.txt")
+        before = snapshot(out.parent)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        second = subprocess.run([sys.executable, "-m", "dsr.run", *RESUME_ARGS, "--out",
+                                 str(out)], cwd=elsewhere, env=env(), capture_output=True,
+                                text=True, timeout=300)
+        assert_one_line_error(second.returncode, second.stderr,
+                              f"another process (pid {proc.pid} on", "is running this run",
+                              "wait for it to finish")
+        assert snapshot(out.parent) == before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == cli.PREEMPTED
+    assert not list(out.parent.glob(".*.lock"))  # released, and removed, by its holder

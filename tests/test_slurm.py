@@ -8,6 +8,7 @@ Needs root (or passwordless sudo) and apt; `make test` runs it (the `slurm` mark
 of a bare `pytest`).
 """
 
+import json
 import os
 import re
 import shutil
@@ -218,3 +219,42 @@ def test_gpu_request_is_refused_at_submission(cluster: None, tmp_path: Path) -> 
     assert done.returncode != 0
     assert "Invalid generic resource" in done.stdout + done.stderr
     assert _sacct_jobs(prefix) == {}
+
+
+def test_stop_signal_checkpoints_and_the_retry_resumes_mid_run(cluster: None,
+                                                               tmp_path: Path) -> None:
+    """What Slurm does before a time limit (the slurm profile's --signal=TERM@300) or when it
+    preempts: SIGTERM to the job's steps. The trainer checkpoints the step it is on and exits
+    75, Snakemake waits for it and reports the job failed, the retry resumes from that step (not
+    from scratch) and the run completes."""
+    config = grid_config(tmp_path, ["dsr-if"])
+    cfg = yaml.safe_load(config.read_text())
+    cfg["experiments"][0]["epochs"] = 30  # long enough to be signalled while it trains
+    config.write_text(yaml.safe_dump(cfg))
+    prefix = f"dsrci{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        ["timeout", "-k", "10", str(RUN_TIMEOUT_S), str(SNAKEMAKE), "--profile", str(PROFILE),
+         "--slurm-jobname-prefix", prefix, "reproduce_table", "--configfile", str(config)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = run_log(tmp_path, "dsr-if", 2)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not (log.exists() and "epoch 3/30" in log.read_text()):
+            assert proc.poll() is None, "the workflow ended before the job was signalled"
+            assert time.monotonic() < deadline, "the job never reached epoch 3"
+            time.sleep(0.2)
+        names = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True,
+                               check=True).stdout.split("\n")
+        (job_id,) = [ln.split()[0] for ln in names if f" {prefix}_" in ln]
+        subprocess.run(["scancel", "--signal=TERM", job_id], check=True)  # the job's steps
+        stdout, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout[-3000:]
+    states = sorted(state for _, state in _sacct_jobs(prefix).values())
+    assert states == ["COMPLETED", "FAILED"]  # the signalled attempt, then its retry
+    resumed = re.search(r"resuming .* at epoch (\d+), step (\d+)", log.read_text())
+    assert resumed and int(resumed[1]) >= 3, log.read_text()  # from its checkpoint, not 1
+    metrics = json.loads(run_path(tmp_path, "dsr-if", 2).read_text())
+    assert len(metrics["accuracy"]["per_epoch"]) == 30
