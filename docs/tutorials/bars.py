@@ -7,7 +7,7 @@ in `build` instead (see examples/nmnist_plugin.py). The harness batches, normali
 subsets what `load` returns.
 
     PYTHONPATH=docs/tutorials python -m dsr.run --dataset-plugin bars=bars:Bars \
-        --dataset bars --method dsr-if --time-steps 4 --out /tmp/bars/metrics.json
+        --dataset bars --method dsr-if --time-steps 4 --out results/tutorial/bars/metrics.json
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ says how the harness builds the network; everything else (data, training loop, m
 checkpoints, metrics.json) is the harness's.
 
     PYTHONPATH=docs/tutorials python -m dsr.run --plugin superspike=superspike:SuperSpike \
-        --method superspike --dataset digits --time-steps 4 --out /tmp/superspike/metrics.json
+        --method superspike --dataset digits --time-steps 4 \
+        --out results/tutorial/superspike/metrics.json
 """
 
 from __future__ import annotations
