@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 
-.PHONY: venv test test-all reproduce reduced reduced-figures lint bench figures report
+.PHONY: venv test test-all reproduce reduced reduced-figures lint bench figures report docs
 
 $(STAMP): requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,3 +48,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.train_step
+
+# the documentation site (mkdocs.yml, docs/) into site/, git-ignored; --strict: a broken link,
+# anchor, included file or API reference fails the build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

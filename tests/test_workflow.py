@@ -308,9 +308,10 @@ def test_figures_from_cache_renders_what_exists_and_names_the_rest(tmp_path: Pat
     assert "| DSR (IF) | synthetic | PreAct-ResNet-8 | 4 | 1/2 |" in md
     assert "| DSR (LIF) | – | PreAct-ResNet-8 | 4 | 0/2 | not run | not run |" in md
     assert len((tables / "runs.csv").read_text().splitlines()) == 1 + 5
-    for kind in ("accuracy_vs_T", "latency", "pareto", "cost", "firing_rates"):
+    for kind in ("accuracy_vs_T", "pareto", "cost", "firing_rates"):
         for ext in ("png", "pdf"):
             assert (tables / "figures" / f"digits_{kind}.{ext}").stat().st_size > 1000
+    assert not list((tables / "figures").glob("digits_latency.*"))  # no conversion method
 
 
 def test_sweep_rows_and_figure_carry_the_value(tmp_path: Path) -> None:

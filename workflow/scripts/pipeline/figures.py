@@ -5,14 +5,18 @@ values as hollow diamonds, T = 1 runs such as the ANN as a dashed reference line
 latency on a log axis (conversion methods as curves over their latency sweep), accuracy vs
 energy or SynOps with its Pareto front, training time and peak memory vs T, and where the config
 asks for it Fig. S1 as the paper draws it (per-layer firing rates, one panel per neuron model,
-one bar per T, the network total last, the 20 % line and the total band shaded). A figure whose
-data is absent (e.g. SynOps not recorded) is drawn as a note saying so. Colours, titles, units
-and resolution: style.py.
+one bar per T, the network total last, the 20 % line and the total band shaded). Each figure is
+titled by the experiment's `title:` and has a caption line saying what its bars and bands are
+(mean +- sample std over seeds, with n). A figure whose data is absent (e.g. SynOps not
+recorded) is drawn as a note saying so; a kind whose methods the experiment lacks (latency
+without a conversion method) is not drawn at all (Grid.outputs). Colours, titles, units and
+resolution: style.py.
 """
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib as mpl  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -23,12 +27,16 @@ from pipeline.names import display, row_key  # noqa: E402
 from pipeline.published import published_for  # noqa: E402
 from pipeline.style import (  # noqa: E402
     ACCURACY_LABEL,
+    CAPTION_SIZE,
     DPI,
     RATE_LABEL,
+    SPREAD,
     T_LABEL,
     apply,
     colour,
+    seeds,
     shades,
+    wrap,
 )
 from pipeline.style import title as figure_title  # noqa: E402
 from pipeline.text import energy_model  # noqa: E402
@@ -47,9 +55,25 @@ def note(title: str, text: str) -> plt.Figure:
     """A figure that says why there is nothing to plot."""
     fig, ax = plt.subplots(figsize=(6, 2.5))
     ax.axis("off")
-    ax.set_title(title)
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
+    ax.set_title(wrap(title, 6, mpl.rcParams["axes.titlesize"]))
+    ax.text(0.5, 0.5, wrap(text, 5.5, 9), ha="center", va="center", fontsize=9)
     return fig
+
+
+def finish(fig: plt.Figure, title: str, caption: str) -> plt.Figure:
+    """The title above the panels, the caption line (what the bars and bands are) below them,
+    both wrapped to the figure's width, and the panels laid out between."""
+    width = fig.get_figwidth()
+    fig.suptitle(wrap(title, width, mpl.rcParams["figure.titlesize"]))
+    fig.tight_layout()
+    fig.text(0.5, 0, wrap(caption, width, CAPTION_SIZE), ha="center", va="top",
+             fontsize=CAPTION_SIZE, color="0.3")
+    return fig
+
+
+def seed_counts(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Seeds behind each plotted point (one point per `keys` value)."""
+    return runs.groupby(keys, dropna=False)["seed"].nunique()
 
 
 def palette(methods: list[str]) -> dict[str, tuple]:
@@ -97,8 +121,9 @@ def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt
         unique.update(zip(labels, handles, strict=True))
         if ax.get_legend():
             ax.get_legend().remove()
-    fig.suptitle(title)
-    fig.tight_layout()
+    finish(fig, title, f"Points and error bars: {SPREAD} of the best-epoch accuracy "
+           f"({seeds(seed_counts(runs, ['arch', 'method', 'T']))}). Dashed lines: T = 1 runs "
+           "such as the ANN (mean). Hollow diamonds: published values.")
     fig.legend(unique.values(), unique.keys(), bbox_to_anchor=(1.0, 0.5), loc="center left")
     return fig
 
@@ -140,8 +165,6 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
                    marker=markers.get(p["arch"], "o"), s=36,
                    label=display(p["method"]) + ("" if len(exp["archs"]) == 1
                                                  else f", {display(p['arch'])}"))
-        ax.annotate(f"T={p['T']}", (p["cost"], p["acc_best"]), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")
     swept = runs.loc[runs["sweep_T_max"].notna(), "method"].unique()
     for (arch, method), curve in points[points["method"].isin(swept)].groupby(["arch", "method"]):
         curve = curve.sort_values("T")  # a conversion method's latency sweep: one curve
@@ -152,13 +175,29 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
             label="Pareto front")
     if points["cost"].max() > 10 * points["cost"].min() > 0:
         ax.set_xscale("log")
+    label_points(ax, points)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=7, bbox_to_anchor=(1.02, 1),
               loc="upper left")
-    ax.set(title=title, xlabel=label, ylabel=ACCURACY_LABEL)
-    fig.tight_layout()
-    return fig
+    ax.set(xlabel=label, ylabel=ACCURACY_LABEL)
+    return finish(fig, title, "Points: mean over seeds of accuracy and cost "
+                  f"({seeds(seed_counts(runs, ['arch', 'method', 'T']), bars=False)}); no error "
+                  "bars. Lines join a conversion method's latency sweep; dotted: the Pareto "
+                  "front of the points.")
+
+
+def label_points(ax: plt.Axes, points: pd.DataFrame) -> None:
+    """'T=..' beside each point, turned towards the inside near the right and top edges so no
+    label leaves the axes (where the legend would hide it)."""
+    ax.autoscale_view()
+    to_axes = ax.transData + ax.transAxes.inverted()
+    for _, p in points.iterrows():
+        fx, fy = to_axes.transform((p["cost"], p["acc_best"]))
+        right, top = fx > 0.85, fy > 0.9
+        ax.annotate(f"T={p['T']}", (p["cost"], p["acc_best"]), fontsize=6,
+                    xytext=(-3 if right else 3, -3 if top else 3), textcoords="offset points",
+                    ha="right" if right else "left", va="top" if top else "bottom")
 
 
 def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
@@ -202,9 +241,10 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), loc="best")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title, f"Points, curves, error bars and bands: {SPREAD} "
+                  f"({seeds(seed_counts(runs, ['arch', 'method', 'T']))}). Conversion methods: "
+                  "each seed's converted SNN read at every T of one sweep. Dashed line: the ANN. "
+                  "Hollow diamonds: published values.")
 
 
 def cost(exp: dict, runs: pd.DataFrame) -> plt.Figure:
@@ -226,9 +266,8 @@ def cost(exp: dict, runs: pd.DataFrame) -> plt.Figure:
         else:
             ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
         ax.set(xlabel=T_LABEL, ylabel=label)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title, f"Points and error bars: {SPREAD} "
+                  f"({seeds(seed_counts(runs, ['arch', 'method', 'T']))}).")
 
 
 def firing_rates(exp: dict, rates: pd.DataFrame, band: dict | None = None) -> plt.Figure:
@@ -265,9 +304,11 @@ def firing_rates(exp: dict, rates: pd.DataFrame, band: dict | None = None) -> pl
         ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set(title=display(method), xlabel="spiking layer", ylabel=RATE_LABEL)
         ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    n = seeds(rates["seeds"].dropna() if "seeds" in rates else [], bars=False, per="bar")
+    paper = ("" if band is None else " Dotted line and grey band: the paper's bound for every "
+             "layer and its range for the total.")
+    return finish(fig, title, f"Bars: mean over seeds of each layer's firing rate ({n}); no "
+                  f"error bars; 'total' is the whole network.{paper}")
 
 
 def sweep(exp: dict, runs: pd.DataFrame) -> plt.Figure:
@@ -294,9 +335,8 @@ def sweep(exp: dict, runs: pd.DataFrame) -> plt.Figure:
                 ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
             ax.set(xlabel=f"{param} (swept; initial value where the method learns it)",
                    ylabel=label)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finish(fig, title, f"Points and error bars: {SPREAD} "
+                  f"({seeds(seed_counts(swept, ['method', 'T', 'variant']))}).")
 
 
 def with_row_keys(exp: dict, runs: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
@@ -323,7 +363,8 @@ def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
         exp, mine = with_row_keys(exp, mine)
         # conversion sweeps beyond the experiment's T are the latency figure's
         save(accuracy_vs_T(exp, mine[mine["configured"]], published), figs["accuracy_vs_T"])
-        save(latency(exp, mine, published), figs["latency"])
+        if "latency" in figs:  # only where a conversion method sweeps its latency
+            save(latency(exp, mine, published), figs["latency"])
         save(pareto(exp, mine), figs["pareto"])
         save(cost(exp, mine[mine["sweep_T_max"].isna()]), figs["cost"])
         if exp["firing_rates"]:

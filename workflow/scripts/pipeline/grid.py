@@ -376,9 +376,12 @@ class Grid:
         for exp in self.experiments():
             stem = f"{self.tables}/{exp['name']}"
             figs = f"{self.tables}/figures/{exp['name']}"
+            # the latency figure plots conversion sweeps: only where a conversion method is run
+            kinds = [k for k in FIGURE_KINDS
+                     if k != "latency" or set(exp["methods"]) & set(CONVERSION_SOURCES)]
             entry = {"table": {ext: f"{stem}.{ext}" for ext in ("md", "tex", "csv")},
                      "figures": {k: {ext: f"{figs}_{k}.{ext}" for ext in ("png", "pdf")}
-                                 for k in FIGURE_KINDS}}
+                                 for k in kinds}}
             if exp["firing_rates"]:
                 entry["firing_rates"] = {ext: f"{stem}_firing_rates.{ext}"
                                          for ext in ("md", "tex", "csv")}

@@ -4,9 +4,13 @@ A method keeps its colour whichever subset of methods a figure shows, so DSR-IF 
 blue in the default, reduced and paper grids; where a figure separates a method's time steps
 (Fig. S1), they are shades of that colour, and a swept run (key method@param=value) takes a
 darker or lighter shade of it. Keys not listed (plug-ins) take the remaining colours of the
-palette in the order they are first asked for. Titles are short (the experiment's name); what a
-figure shows in full is its report caption and its table's legend.
+palette in the order they are first asked for. A figure's title is the experiment's `title:`
+(its name where it has none) and a caption line under it says what the bars and bands are:
+mean +- sample standard deviation over seeds, with n. Long titles and captions are wrapped to the
+figure's width, so no text runs past its edge.
 """
+
+import textwrap
 
 import matplotlib as mpl
 import seaborn as sns
@@ -16,6 +20,8 @@ FORMATS = ("png", "pdf")
 ACCURACY_LABEL = "test accuracy, best epoch (%)"
 T_LABEL = "time steps T"
 RATE_LABEL = "firing rate (% of neurons per time step)"
+CAPTION_SIZE = 7  # points
+SPREAD = "mean ± sample standard deviation over seeds"  # what every error bar and band shows
 
 _PALETTE = sns.color_palette("tab10", 10)
 # fixed order: the registered methods, DSR first
@@ -47,8 +53,31 @@ def shades(method: str, n: int) -> list[tuple]:
 
 
 def title(exp: dict, what: str | None = None) -> str:
-    """A figure's title: the experiment's name, and what the figure plots if it is not obvious."""
-    return exp["name"] if what is None else f"{exp['name']}: {what}"
+    """A figure's title: the experiment's `title:` (else its name), and what the figure plots if
+    it is not obvious."""
+    head = exp.get("title") or exp["name"]
+    return head if what is None else f"{head}: {what}"
+
+
+def wrap(text: str, width_in: float, fontsize: float) -> str:
+    """`text` broken into lines that fit `width_in` inches at `fontsize` points (a character is
+    at most about 0.6 em wide in the sans-serif font used)."""
+    chars = max(20, int(width_in * 72 / (0.6 * fontsize)))
+    keep = text.replace(" = ", "\u00a0=\u00a0")  # "T = 64" stays on one line
+    return "\n".join(textwrap.fill(line, chars) for line in keep.splitlines())
+
+
+def seeds(counts, bars: bool = True, per: str = "point") -> str:
+    """'n = 3 seeds per point' from the number of seeds behind each point (a spread when they
+    differ); with `bars`, that a single seed has no standard deviation, so no bar."""
+    counts = [int(c) for c in counts]
+    if not counts:
+        return "no runs"
+    lo, hi = min(counts), max(counts)
+    n = f"n = {lo}" if lo == hi else f"n = {lo} to {hi}"
+    note = "" if lo > 1 or not bars else ("; one seed: no bar" if hi == 1 else
+                                          "; no bar where n = 1")
+    return f"{n} seed{'s' if hi > 1 else ''} per {per}{note}"
 
 
 def apply() -> None:
