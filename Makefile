@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 
-.PHONY: venv test test-all reproduce reduced reduced-figures lint bench figures report docs
+.PHONY: venv test test-all reproduce reduced reduced-figures lint bench figures report prune migrate docs
 
 $(STAMP): requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,3 +53,13 @@ bench: $(STAMP)
 # anchor, included file or API reference fails the build
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# run folders under the results folders of CONFIGS that none of them asks for: listed, removed
+# with DELETE=1 (pipeline/runs.py); MIGRATE moves results written before run identity existed
+CONFIGS ?= $(wildcard config/*.yaml)
+RESULTS ?= results
+prune: $(STAMP)
+	PYTHONPATH=workflow/scripts $(PY) -m pipeline.runs prune $(CONFIGS) $(if $(DELETE),--delete)
+
+migrate: $(STAMP)
+	PYTHONPATH=workflow/scripts $(PY) -m pipeline.runs migrate $(RESULTS) $(if $(APPLY),--apply)

@@ -1,8 +1,8 @@
 """The documentation site: it builds with --strict (a broken link, anchor, included file or API
 reference fails), its tutorial pages include the tutorial files rather than copies of them, and
 every tutorial file runs: the method and dataset plug-ins train through `python -m dsr.run` with
-their folder on PYTHONPATH, as the pages tell a reader to, and the tutorial configuration is a
-valid grid. tests/test_docs_browser.py opens the built pages in a browser."""
+`--plugin-path docs/tutorials`, as the pages tell a reader to, and the tutorial configuration
+runs through the workflow. tests/test_docs_browser.py opens the built pages in a browser."""
 
 import html
 import json
@@ -17,6 +17,7 @@ import yaml
 
 from dsr import REPO_ROOT as ROOT
 from dsr import data
+from pipeline.configs import load_config
 from pipeline.grid import Grid, check_config
 
 MKDOCS = str(Path(sys.executable).parent / "mkdocs")
@@ -84,11 +85,11 @@ def test_tutorial_pages_include_their_files_and_never_copy_them() -> None:
 
 
 def run_tutorial(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """`python -m dsr.run` with the tutorials' folder on PYTHONPATH, as the pages say."""
-    env = {**os.environ, "PYTHONPATH": str(TUTORIALS), "DSR_CACHE_DIR": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "dsr.run", "--device", "cpu", "--epochs", "1",
-                           "--set", "base_width=2", "--set", "latency_batches=1", *args],
+    """`python -m dsr.run --plugin-path docs/tutorials ...`, as the pages say."""
+    env = {**os.environ, "DSR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "dsr.run", "--plugin-path", "docs/tutorials",
+                           "--device", "cpu", "--epochs", "1", "--set", "base_width=2",
+                           "--set", "latency_batches=1", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -107,6 +108,8 @@ def test_method_tutorial_trains_through_the_cli(tmp_path: Path) -> None:
                                                           "LIF")
     assert m["config"]["params"] == {"beta": 0.9, "v_th": 1.0, "slope": 2.0}
     assert m["firing_rate"]["total"] > 0 and m["synops"]["total_ac"] > 0  # it spikes
+    (plugin,) = m["provenance"]["plugins"]  # the out-of-tree source, by its hash
+    assert plugin["file"] == str(TUTORIALS / "superspike.py") and len(plugin["sha256"]) == 64
     bad = run_tutorial(*METHOD, "--dataset", "digits", "--time-steps", "2", "--set", "beta=2",
                        "--out", str(tmp_path / "bad" / "metrics.json"), tmp_path=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == (
@@ -146,19 +149,44 @@ def test_dataset_tutorial_is_balanced_and_the_same_every_time(tmp_path: Path,
     assert y.bincount().tolist() == [250] * 4
 
 
-def test_config_tutorial_is_a_valid_grid() -> None:
-    cfg = yaml.safe_load((TUTORIALS / "bars_experiment.yaml").read_text())
+def test_config_tutorial_plans_its_grid() -> None:
+    cfg = load_config([TUTORIALS / "bars_experiment.yaml"], {}, ROOT)
+    assert cfg["plugin_paths"] == [str(TUTORIALS)]  # `.`, relative to the file
     grid = Grid(check_config(cfg, ROOT))
-    assert len(grid.runs) == 2 * 2 * 2 + 3 * 2  # the grid the file's header states
+    # 2 x 2 x 2 + 3 x 2, less the 2 slope=10 runs (SuperSpike's default slope) that the first
+    # experiment's T = 4 SuperSpike runs already are: the number the file's header states
+    assert len(grid.runs) == 2 * 2 * 2 + 3 * 2 - 2
     args = next(iter(grid.runs.values())).args(grid.cfg["dataset_plugins"])
     assert args[args.index("--dataset-plugin") + 1] == "bars=bars:Bars"
-    swept = [r for r in grid.runs.values() if r.variant]
-    assert {r.variant for r in swept} == {"slope=2", "slope=10", "slope=50"}
-    assert all(r.args({})[r.args({}).index("--plugin") + 1] == "superspike=superspike:SuperSpike"
-               for r in swept)
+    assert args[args.index("--plugin-path") + 1] == str(TUTORIALS)
+    swept = [c for c in grid.cells if c["variant"]]
+    assert {c["variant"] for c in swept} == {"slope=2", "slope=10", "slope=50"}
+
+
+def test_config_tutorial_runs_through_the_workflow(tmp_path: Path) -> None:
+    """The tutorial configuration itself, end to end (its results and tables in tmp_path)."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--nolock",
+         "--profile", "profiles/default", "reproduce_table", "--configfile",
+         "docs/tutorials/bars_experiment.yaml", "--config", f"results_dir={tmp_path}/results",
+         f"tables_dir={tmp_path}/tables"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "DSR_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    tables = tmp_path / "tables" / "bars_tutorial"
+    assert "All 14 runs of configuration `bars_tutorial` are cached and current." in (
+        tables / "MISSING.md").read_text()
+    slope = (tables / "bars_slope.md").read_text()
+    for value in (2, 10, 50):
+        assert f"| superspike, slope = {value} | surrogate gradient | PreAct-ResNet-8 | 4 | 2/2 |" \
+            in slope
+    assert len(list((tmp_path / "results").rglob("metrics.json"))) == 12 + 1  # 13 runs
 
 
 @pytest.mark.parametrize("page", sorted(INCLUDES))
 def test_tutorial_commands_name_the_tutorial_folder(page: str) -> None:
     text = (ROOT / "docs" / page).read_text()
-    assert "PYTHONPATH=docs/tutorials" in text
+    assert "--plugin-path docs/tutorials" in text or (
+        "docs/tutorials/bars_experiment.yaml" in text
+        and "plugin_paths: [.]" in (TUTORIALS / "bars_experiment.yaml").read_text())
+    assert "PYTHONPATH=docs/tutorials" not in text

@@ -6,7 +6,7 @@ no download, and stands in for a real source: a plug-in for recorded data would 
 in `build` instead (see examples/nmnist_plugin.py). The harness batches, normalises, shards and
 subsets what `load` returns.
 
-    PYTHONPATH=docs/tutorials python -m dsr.run --dataset-plugin bars=bars:Bars \
+    python -m dsr.run --plugin-path docs/tutorials --dataset-plugin bars=bars:Bars \
         --dataset bars --method dsr-if --time-steps 4 --out results/tutorial/bars/metrics.json
 """
 

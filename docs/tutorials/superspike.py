@@ -9,7 +9,7 @@ module for the neuron, a Params dataclass for the hyperparameters and a Method s
 says how the harness builds the network; everything else (data, training loop, metrics,
 checkpoints, metrics.json) is the harness's.
 
-    PYTHONPATH=docs/tutorials python -m dsr.run --plugin superspike=superspike:SuperSpike \
+    python -m dsr.run --plugin-path docs/tutorials --plugin superspike=superspike:SuperSpike \
         --method superspike --dataset digits --time-steps 4 \
         --out results/tutorial/superspike/metrics.json
 """
