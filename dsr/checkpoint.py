@@ -45,7 +45,8 @@ class Progress:
     samples: int = 0
     seconds: float = 0.0
     history: dict[str, list] = field(default_factory=lambda: {
-        "accuracy": [], "loss": [], "seconds": [], "rate": []})
+        "accuracy": [], "loss": [], "seconds": [], "rate": [], "steps": [], "memory": [],
+        "reserved": []})
 
 
 def checkpoint_path(out: Path) -> Path:

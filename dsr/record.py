@@ -16,7 +16,7 @@ from torch import nn
 from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.config import RunConfig
-from dsr.cost import measure_latency, peak_memory
+from dsr.cost import TrainingMemory, measure_latency, peak_memory
 from dsr.method import Method
 from dsr.provenance import Start, provenance
 from dsr.resolve import plugin_provenance
@@ -39,14 +39,36 @@ def run_provenance(cfg: RunConfig, device: torch.device, start: Start,
 
 def final_metrics(cfg: RunConfig, method: Method, data: dsr_data.Dataset, device: torch.device,
                   last: Evaluation, history: dict[str, list], start: Start, world_size: int,
+                  training: TrainingMemory | None = None,
                   batch: int | None = None) -> dict[str, Any]:
     """metrics.json: latency timed at batch 1 and at `batch` (default eval_batch_size) and the
-    peak memory measured now, then recorded with the run's evaluation and history."""
+    peak memory measured now, then recorded with the run's evaluation, history and (a training
+    run) its training memory."""
     x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
     ms = measure_latency(lambda inp: method.logits(last.net, inp), x, cfg.train.latency_batches)
-    return metrics_record(cfg, method, data.info, last, history, latency=ms,
-                          memory=peak_memory(device), device=str(device),
-                          prov=run_provenance(cfg, device, start, world_size))
+    memory = peak_memory(device) if training is None else training.process_peak()
+    return metrics_record(cfg, method, data.info, last, history, latency=ms, memory=memory,
+                          device=str(device), prov=run_provenance(cfg, device, start, world_size),
+                          training_kind=None if training is None else training.kind)
+
+
+def training_cost(history: dict[str, list], memory: tuple[int, str], kind: str | None
+                  ) -> dict[str, Any]:
+    """metrics.json "cost": training seconds per epoch and per step, peak training memory
+    (`kind`: dsr.cost.TrainingMemory's; None for a run that trained nothing) and the process
+    peak."""
+    steps, seconds = history.get("steps") or [], history["seconds"]
+    cost: dict[str, Any] = {"seconds_per_epoch": seconds, "peak_memory_bytes": memory[0],
+                            "peak_memory_kind": memory[1]}
+    if kind is None:
+        return cost
+    per_epoch = [m for m in history.get("memory") or [] if m is not None]
+    reserved = [r for r in history.get("reserved") or [] if r is not None]
+    cost["seconds_per_step"] = [s / n for s, n in zip(seconds, steps, strict=False) if n]
+    cost["training_memory"] = {"kind": kind, "peak_bytes": max(per_epoch) if per_epoch else None,
+                               "reserved_bytes": max(reserved) if reserved else None,
+                               "per_epoch_bytes": history.get("memory") or []}
+    return cost
 
 
 def _common(cfg: RunConfig, method: Method, info: dsr_data.DataInfo) -> dict[str, Any]:
@@ -64,7 +86,8 @@ def _common(cfg: RunConfig, method: Method, info: dsr_data.DataInfo) -> dict[str
 
 def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last: Evaluation,
                    history: dict[str, list], latency: dict[str, float], memory: tuple[int, str],
-                   device: str, prov: dict[str, Any]) -> dict[str, Any]:
+                   device: str, prov: dict[str, Any],
+                   training_kind: str | None = None) -> dict[str, Any]:
     """metrics.json from values already measured (nothing is timed or run here); the best epoch
     is the first with the highest test accuracy."""
     counter, acc = last.counter, history["accuracy"]
@@ -79,8 +102,7 @@ def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last
                         "total": counter.total(), "per_epoch_total": history["rate"]},
         "synops": last.synops,
         "latency": {"time_steps": cfg.time_steps, "ms_per_sample": latency, "device": device},
-        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": memory[0],
-                 "peak_memory_kind": memory[1]},
+        "cost": training_cost(history, memory, training_kind),
         "config": cfg.to_dict(), "config_hash": cfg.hash,
         "provenance": prov,
     }
@@ -88,16 +110,18 @@ def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last
 
 def diverged_metrics(cfg: RunConfig, method: Method, info: dsr_data.DataInfo,
                      history: dict[str, list], diverged: Exception, device: torch.device,
-                     start: Start, world_size: int) -> dict[str, Any]:
+                     start: Start, world_size: int, training: TrainingMemory) -> dict[str, Any]:
     """metrics.json of a run whose loss or weights became non-finite (see diverged_record)."""
     return diverged_record(cfg, method, info, history, epoch=diverged.epoch,
-                           reason=diverged.reason, memory=peak_memory(device),
-                           device=str(device), prov=run_provenance(cfg, device, start, world_size))
+                           reason=diverged.reason, memory=training.process_peak(),
+                           device=str(device), prov=run_provenance(cfg, device, start, world_size),
+                           training_kind=training.kind)
 
 
 def diverged_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo,
                     history: dict[str, list], epoch: int, reason: str,
-                    memory: tuple[int, str], device: str, prov: dict[str, Any]) -> dict[str, Any]:
+                    memory: tuple[int, str], device: str, prov: dict[str, Any],
+                    training_kind: str | None = None) -> dict[str, Any]:
     """A diverged run: `diverged` says in which epoch and why; the epochs completed before it
     keep their accuracies (best over them; none if it diverged in the first), and nothing is
     evaluated after it (no firing rates, SynOps or latency of a non-finite network)."""
@@ -115,8 +139,7 @@ def diverged_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo,
                         "per_epoch_total": history["rate"]},
         "synops": {"per_layer": [], "total_ac": None, "total_mac": None, "energy_pj": None},
         "latency": {"time_steps": cfg.time_steps, "ms_per_sample": None, "device": device},
-        "cost": {"seconds_per_epoch": history["seconds"], "peak_memory_bytes": memory[0],
-                 "peak_memory_kind": memory[1]},
+        "cost": training_cost(history, memory, training_kind),
         "config": cfg.to_dict(), "config_hash": cfg.hash,
         "provenance": prov,
     }

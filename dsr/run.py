@@ -1,7 +1,7 @@
 """`python -m dsr.run`: train and evaluate one configuration, write one metrics.json.
 
     python -m dsr.run --method dsr-if --dataset digits --time-steps 4 --seed 0 \
-        --out results/runs/digits/preact_resnet8/dsr-if/T4/seed0/metrics.json
+        --out results/by-hand/dsr-if-T4/metrics.json
 
 Defaults are the paper's per dataset and method; `--set key=value` overrides any harness or
 method hyperparameter (unknown or repeated keys are errors). Errors print one line and exit 2,
@@ -16,10 +16,11 @@ ANN-to-SNN conversion never trains: `--save-model` keeps a trained ANN (the `ann
 evaluates the SNN for --time-steps T_max steps, recording every power-of-two prefix (and
 --sweep-points) in metrics.json's latency_sweep:
 
+    python -m dsr.run --method ann --dataset digits --time-steps 1 --seed 0 \
+        --save-model results/by-hand/ann/model.pt --out results/by-hand/ann/metrics.json
     python -m dsr.run --method conversion --dataset digits --time-steps 64 --seed 0 \
-        --from-checkpoint results/runs/digits/preact_resnet8/ann/T1/seed0/model.pt \
-        --sweep-points 2,4,8 \
-        --out results/runs/digits/preact_resnet8/conversion/T64/seed0/metrics.json
+        --from-checkpoint results/by-hand/ann/model.pt --sweep-points 2,4,8 \
+        --out results/by-hand/conversion/metrics.json
 """
 
 from __future__ import annotations
@@ -96,8 +97,7 @@ def time_list(text: str) -> list[int]:
     return [positive_int(t) for t in text.split(",") if t.strip()]
 
 
-def resolve_args(args: argparse.Namespace, source: str | None = None
-                 ) -> tuple[RunConfig, type[Method]]:
+def resolve_args(args: argparse.Namespace) -> tuple[RunConfig, type[Method]]:
     """Command-line arguments -> one frozen RunConfig and the method class it runs."""
     overrides = split_overrides(args.set)
     if args.device is not None:
@@ -105,8 +105,7 @@ def resolve_args(args: argparse.Namespace, source: str | None = None
     return resolve(args.method, args.dataset, args.time_steps, args.seed, arch=args.arch,
                    epochs=args.epochs, mode=args.mode, overrides=overrides,
                    plugins=plugin_targets("--plugin", args.plugin),
-                   dataset_plugins=plugin_targets("--dataset-plugin", args.dataset_plugin),
-                   source=source)
+                   dataset_plugins=plugin_targets("--dataset-plugin", args.dataset_plugin))
 
 
 def check_out(out: Path) -> None:
@@ -141,8 +140,8 @@ def check_stage(args: argparse.Namespace, cls: type[Method]) -> None:
         raise ConfigError("--sweep-points needs --from-checkpoint (a conversion run's sweep)")
     if converts and cls.source_method != args.method:
         raise ConfigError(f"{args.method} never trains: it converts the model.pt of the "
-                          f"{cls.source_method!r} run; pass --from-checkpoint PATH (e.g. results/"
-                          f"runs/<dataset>/<arch>/{cls.source_method}/T1/seed<seed>/model.pt)")
+                          f"{cls.source_method!r} run; pass --from-checkpoint PATH (the "
+                          "model.pt beside that run's metrics.json)")
     if converts and args.time_steps != 1:
         raise ConfigError(f"{args.method} trains its ANN with --time-steps 1 (T does not enter "
                           "its training); convert it at T with --from-checkpoint <its model.pt>")

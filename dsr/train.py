@@ -32,7 +32,7 @@ from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.checkpoint import Preempted, Progress, StopFlag
 from dsr.config import RunConfig, TrainConfig
-from dsr.cost import sync
+from dsr.cost import TrainingMemory, sync
 from dsr.method import Method
 from dsr.provenance import started
 from dsr.record import Evaluation
@@ -143,6 +143,7 @@ class Trainer:
                  device: torch.device, dist: Dist, log=print):
         self.cfg, self.method, self.data, self.device, self.dist = cfg, method, data, device, dist
         self.log = log
+        self.memory = TrainingMemory(device)  # its baseline: the data loaded, nothing built
 
     def training_module(self, model: nn.Module, method: Method) -> nn.Module:
         """The method's training module, inside DDP when the run has several processes (DDP
@@ -216,6 +217,7 @@ class Trainer:
         """Train epoch `progress.epoch` of the run (from its `step`), evaluate, append both to
         the history, log them and move `progress` to the next epoch's start."""
         cfg, method, epoch = self.cfg, self.method, progress.epoch
+        self.memory.start_epoch()
         t0 = time.perf_counter() - progress.seconds
         try:
             loss = self.train_epoch(train_model, method, opt, sched, epoch, progress, stop)
@@ -223,14 +225,17 @@ class Trainer:
             progress.seconds = time.perf_counter() - t0
         sync(self.device)
         seconds = time.perf_counter() - t0
+        peak, reserved = self.memory.end_epoch()
+        steps = progress.step
         if not finite_state(model):  # a finite loss with non-finite gradients
             raise Diverged(epoch + 1, "non-finite weights after the epoch")
         # the last epoch's pass also counts SynOps (one pass over the test set, not two)
         last = self.evaluate(model, method, synops=epoch + 1 == cfg.train.epochs)
         acc, total = last.accuracy, last.counter.total()
         for key, value in (("accuracy", acc), ("loss", loss), ("seconds", seconds),
-                           ("rate", total)):
-            progress.history[key].append(value)
+                           ("rate", total), ("steps", steps), ("memory", peak),
+                           ("reserved", reserved)):
+            progress.history.setdefault(key, []).append(value)  # older checkpoints lack some
         progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
         progress.samples, progress.seconds = 0, 0.0
         rate = "-" if total is None else f"{100 * total:.2f}%"
@@ -288,13 +293,15 @@ def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
     # one process per run folder (DDP's other ranks write nothing)
     with run_lock(out) if dist.main else contextlib.nullcontext():
         outcome = train(trainer, out, state)
+        memory = trainer.memory
         if outcome.diverged is None:
             metrics = record.final_metrics(cfg, method, data, device, outcome.last,
-                                           outcome.history, start, dist.world_size)
+                                           outcome.history, start, dist.world_size, memory)
         else:
             log(f"{outcome.diverged}; recorded as diverged in {out}")
             metrics = record.diverged_metrics(cfg, method, data.info, outcome.history,
-                                              outcome.diverged, device, start, dist.world_size)
+                                              outcome.diverged, device, start, dist.world_size,
+                                              memory)
         if dist.main:
             if save_model is not None:
                 write_model(save_model, outcome.model, cfg, metrics)

@@ -39,7 +39,7 @@ def test_a_configfile_is_the_whole_configuration(tmp_path: Path) -> None:
 
 
 def test_a_base_is_named_and_merged_key_by_key(tmp_path: Path) -> None:
-    base = write(tmp_path / "base.yaml", yaml.safe_dump({
+    write(tmp_path / "base.yaml", yaml.safe_dump({
         **MINE, "name": "base", "resources": {"threads": 2, "mem_mb": 1000},
         "plugin_paths": ["plugins"]}))
     mine = write(tmp_path / "sub" / "mine.yaml",

@@ -13,15 +13,15 @@ from matplotlib.transforms import Bbox
 from PIL import Image
 
 from dsr import REPO_ROOT as ROOT
-from pipeline import figures, style
+from pipeline import cost, draw, figures, style
 from pipeline.grid import Grid, check_config
 from pipeline.published import load_published
 
 
 def test_png_is_written_at_200_dpi_beside_a_pdf(tmp_path: Path) -> None:
-    fig = figures.note("t", "nothing")
+    fig = draw.note("t", "nothing")
     paths = {ext: str(tmp_path / f"f.{ext}") for ext in style.FORMATS}
-    figures.save(fig, paths)
+    draw.save(fig, paths)
     dpi = Image.open(paths["png"]).info["dpi"]
     assert round(dpi[0]) == style.DPI == 200
     assert Path(paths["pdf"]).read_bytes().startswith(b"%PDF")
@@ -90,6 +90,8 @@ def synthetic_runs(seeds: int = 3) -> pd.DataFrame:
                     "pj_per_ac": 0.9, "pj_per_mac": 4.6, "firing_rate": 10 + i,
                     "seconds_per_epoch": T * rng.uniform(1, 2), "peak_memory_mb": 900 + 50 * T,
                     "peak_memory_kind": "cpu_peak_rss", "sweep_T_max": 64 if swept else None,
+                    "seconds_per_step": 0.01 * T, "train_memory_mb": 40 + (10 + i) * T,
+                    "train_memory_kind": "cpu_rss_growth", "diverged_epoch": None,
                     "configured": T in (2, 4, 8) or not swept})
     return pd.DataFrame(rows)
 
@@ -148,7 +150,8 @@ def all_figures(exp: dict, runs: pd.DataFrame) -> dict[str, plt.Figure]:
     return {"accuracy_vs_T": figures.accuracy_vs_T(exp, runs[runs["configured"]], published),
             "latency": figures.latency(exp, runs, published),
             "pareto": figures.pareto(exp, runs),
-            "cost": figures.cost(exp, runs[runs["sweep_T_max"].isna()]),
+            "cost": cost.time_and_memory(exp, runs[runs["sweep_T_max"].isna()]),
+            "memory": cost.memory_vs_accuracy(exp, runs[runs["sweep_T_max"].isna()]),
             "firing_rates": figures.firing_rates(exp, synthetic_rates(), band)}
 
 
@@ -193,4 +196,28 @@ def test_no_latency_figure_for_an_experiment_without_a_conversion_method(tmp_pat
     figures.render_figures(grid.experiments(), outputs, runs[runs["method"].isin(exp["methods"])],
                            {}, load_published(ROOT / "paper_tables" / "published.csv"))
     written = sorted(p.name for p in (tmp_path / "tab" / "t" / "figures").glob("*.png"))
-    assert written == ["synthetic_accuracy_vs_T.png", "synthetic_cost.png", "synthetic_pareto.png"]
+    assert written == ["synthetic_accuracy_vs_T.png", "synthetic_cost.png", "synthetic_memory.png",
+                       "synthetic_pareto.png"]
+
+
+def test_cost_table_and_memory_figure_read_the_training_memory() -> None:
+    """The SLTT-style cost table: time per epoch and step, training memory beside accuracy,
+    every trained method at each T, no conversion row; a run recorded before training memory
+    was measured shows the process peak in the figure's axis, and says so."""
+    exp, runs = synthetic_experiment(), synthetic_runs()
+    files = cost.table_files(exp, runs, {"md": "c.md", "tex": "c.tex", "csv": "c.csv"})
+    md = files["c.md"]
+    assert "| DSR (IF) | PreAct-ResNet-8 | 4 | 3 | " in md
+    assert "| ANN-to-SNN conversion |" not in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| DSR (IF) | PreAct-ResNet-8 | 4 "))
+    assert "| 40.00 |" in row  # 10 ms per step at T = 4, in ms
+    assert "| 80.00 ± 0.00 |" in row  # training memory 40 + 10 T MiB
+    assert "cpu_rss_growth" in md
+    assert cost.memory_column(runs)[0] == "train_memory_mb"
+    older = runs.assign(train_memory_mb=None, train_memory_kind=None)
+    assert cost.memory_column(older) == ("peak_memory_mb",
+                                         "peak memory of the process (MiB; cpu_peak_rss)")
+    fig = cost.memory_vs_accuracy(exp, runs[runs["sweep_T_max"].isna()])
+    assert fig.axes[0].get_xlabel().startswith("peak training memory (MiB")
+    assert hidden_texts(fig) == []
+    plt.close(fig)

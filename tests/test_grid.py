@@ -119,14 +119,16 @@ def test_outputs_name_every_file_of_each_experiment() -> None:
     entry = out["experiments"]["digits"]
     assert entry["table"]["tex"] == "tab/t/digits.tex"
     assert entry["firing_rates"]["csv"] == "tab/t/digits_firing_rates.csv"
+    assert entry["cost"]["md"] == "tab/t/digits_cost.md"
     # no latency figure: it plots conversion sweeps, and the experiment converts nothing
-    assert set(entry["figures"]) == {"accuracy_vs_T", "pareto", "cost", "firing_rates", "sweep"}
+    assert set(entry["figures"]) == {"accuracy_vs_T", "pareto", "cost", "memory", "firing_rates",
+                                     "sweep"}
     assert (out["runs_csv"], out["missing"]) == ("tab/t/runs.csv", "tab/t/MISSING.md")
     assert grid.claims()["test"] == ["absolute", "relative", "band", "latency", "depth"]
     converts = Grid(config(experiment(methods=["dsr-if", "ann", "conversion"], firing_rates=[],
                                       per_method={"ann": {"time_steps": [1]}})))
     assert set(converts.outputs()["experiments"]["digits"]["figures"]) == {
-        "accuracy_vs_T", "pareto", "cost", "latency"}
+        "accuracy_vs_T", "pareto", "cost", "memory", "latency"}
 
 
 def test_paper_and_default_configs_build() -> None:

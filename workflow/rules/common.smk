@@ -74,12 +74,13 @@ def table_files(grid: Grid) -> list:
     # the verdicts come first in the report (its categories are listed in order of appearance)
     files = [report(outs["claims"]["csv"], caption=f"{REPORT}/claims.rst", category="Claims"),
              outs["claims"]["md"], outs["runs_csv"], outs["missing"]]
+    captions = {"table": "table", "cost": "cost_table", "firing_rates": "firing_rates_table"}
     for name, entry in outs["experiments"].items():
-        for kind in ("table", "firing_rates"):
+        for kind, caption in captions.items():
             if kind not in entry:
                 continue
-            caption = f"{REPORT}/{'table' if kind == 'table' else 'firing_rates_table'}.rst"
-            csv = report(entry[kind]["csv"], caption=caption, category="Tables", subcategory=name)
+            csv = report(entry[kind]["csv"], caption=f"{REPORT}/{caption}.rst",
+                         category="Tables", subcategory=name)
             files += [entry[kind]["md"], entry[kind]["tex"], csv]
     return [update(f) for f in files]
 

@@ -65,6 +65,8 @@ def run_row(metrics: dict, cell: dict) -> dict:
     """One run's numbers, accuracies and rates in %, memory in MB."""
     syn, cost, rate = metrics["synops"], metrics["cost"], metrics["firing_rate"]
     peak, acc = cost.get("peak_memory_bytes"), metrics["accuracy"]
+    training = cost.get("training_memory") or {}
+    mib = lambda b: None if b is None else b / 2**20  # noqa: E731
     diverged = metrics.get("diverged")
     percent = (lambda v: None if v is None or diverged else 100 * v)  # noqa: E731
     return {
@@ -81,8 +83,11 @@ def run_row(metrics: dict, cell: dict) -> dict:
         "firing_rate": None if rate.get("total") is None else 100 * rate["total"],
         "seconds_per_epoch": _mean(cost.get("seconds_per_epoch") or []),
         "train_seconds": sum(cost.get("seconds_per_epoch") or []),
-        "peak_memory_mb": None if peak is None else peak / 2**20,
-        "peak_memory_kind": cost.get("peak_memory_kind"),
+        "peak_memory_mb": mib(peak), "peak_memory_kind": cost.get("peak_memory_kind"),
+        "seconds_per_step": _mean(cost.get("seconds_per_step") or []),
+        "train_memory_mb": mib(training.get("peak_bytes")),
+        "train_memory_reserved_mb": mib(training.get("reserved_bytes")),
+        "train_memory_kind": training.get("kind"),
         "path": cell["path"],
         "sweep_T_max": None if cell.get("sweep") is None else cell["T"],
         "configured": True,  # T is one of the experiment's time steps for this method
@@ -93,7 +98,9 @@ RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "variant", "T", "seed"
                "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final",
                "diverged_epoch", "synops_ac",
                "synops_mac", "energy_pj", "pj_per_ac", "pj_per_mac", "firing_rate",
-               "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind", "path",
+               "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind",
+               "seconds_per_step", "train_memory_mb", "train_memory_reserved_mb",
+               "train_memory_kind", "path",
                "sweep_T_max", "configured"]
 LAYER_COLUMNS = ["experiment", "method", "T", "seed", "layer_index", "layer", "rate"]
 

@@ -3,91 +3,29 @@
 Per experiment: accuracy vs time steps per method (mean +- sample std over seeds, published
 values as hollow diamonds, T = 1 runs such as the ANN as a dashed reference line), accuracy vs
 latency on a log axis (conversion methods as curves over their latency sweep), accuracy vs
-energy or SynOps with its Pareto front, training time and peak memory vs T, and where the config
-asks for it Fig. S1 as the paper draws it (per-layer firing rates, one panel per neuron model,
-one bar per T, the network total last, the 20 % line and the total band shaded). Each figure is
+energy or SynOps with its Pareto front, the training cost figures (cost.py: time and memory vs
+T, accuracy vs training memory), and where the config asks for it Fig. S1 as the paper draws it
+(per-layer firing rates, one panel per neuron model, one bar per T, the network total last, the
+20 % line and the total band shaded). Each figure is
 titled by the experiment's `title:` and has a caption line saying what its bars and bands are
 (mean +- sample std over seeds, with n). A figure whose data is absent (e.g. SynOps not
 recorded) is drawn as a note saying so; a kind whose methods the experiment lacks (latency
 without a conversion method) is not drawn at all (Grid.outputs). Colours, titles, units and
-resolution: style.py.
+resolution: style.py; saving, notes, titles and captions: draw.py.
 """
 
-import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib as mpl  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from dsr.results import atomic_write  # noqa: E402
-from pipeline.names import display, row_key  # noqa: E402
-from pipeline.published import published_for  # noqa: E402
-from pipeline.style import (  # noqa: E402
-    ACCURACY_LABEL,
-    CAPTION_SIZE,
-    DPI,
-    RATE_LABEL,
-    SPREAD,
-    T_LABEL,
-    apply,
-    colour,
-    seeds,
-    shades,
-    wrap,
-)
-from pipeline.style import title as figure_title  # noqa: E402
-from pipeline.text import energy_model  # noqa: E402
-
-apply()
-
-
-def save(fig: plt.Figure, paths: dict[str, str]) -> None:
-    for ext, path in paths.items():
-        atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=DPI,
-                                                          bbox_inches="tight"), mode="wb")
-    plt.close(fig)
-
-
-def note(title: str, text: str) -> plt.Figure:
-    """A figure that says why there is nothing to plot."""
-    fig, ax = plt.subplots(figsize=(6, 2.5))
-    ax.axis("off")
-    ax.set_title(wrap(title, 6, mpl.rcParams["axes.titlesize"]))
-    ax.text(0.5, 0.5, wrap(text, 5.5, 9), ha="center", va="center", fontsize=9)
-    return fig
-
-
-def finish(fig: plt.Figure, title: str, caption: str) -> plt.Figure:
-    """The title above the panels, the caption line (what the bars and bands are) below them,
-    both wrapped to the figure's width, and the panels laid out between."""
-    width = fig.get_figwidth()
-    fig.suptitle(wrap(title, width, mpl.rcParams["figure.titlesize"]))
-    fig.tight_layout()
-    fig.text(0.5, 0, wrap(caption, width, CAPTION_SIZE), ha="center", va="top",
-             fontsize=CAPTION_SIZE, color="0.3")
-    return fig
-
-
-def seed_counts(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Seeds behind each plotted point (one point per `keys` value)."""
-    return runs.groupby(keys, dropna=False)["seed"].nunique()
-
-
-def palette(methods: list[str]) -> dict[str, tuple]:
-    """Display name -> the method's fixed colour (style.colour)."""
-    return {display(m): colour(m) for m in methods}
-
-
-def _panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure, list]:
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    return fig, list(axes.flat[:n])
+from pipeline import cost
+from pipeline.draw import finish, label_points, note, palette, panels, save, seed_counts
+from pipeline.names import display, row_key
+from pipeline.published import published_for
+from pipeline.style import ACCURACY_LABEL, RATE_LABEL, SPREAD, T_LABEL, colour, seeds, shades
+from pipeline.style import title as figure_title
+from pipeline.text import energy_model
 
 
 def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
@@ -95,7 +33,7 @@ def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt
     if runs.empty:
         return note(title, "No cached run of this experiment yet.")
     colors = palette(exp["methods"])
-    fig, axes = _panels(len(exp["archs"]))
+    fig, axes = panels(len(exp["archs"]))
     for ax, arch in zip(axes, exp["archs"], strict=True):
         data = runs[runs["arch"] == arch].assign(Method=lambda d: d["method"].map(display))
         snn = data[data["T"] > 1]
@@ -187,19 +125,6 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
                   "front of the points.")
 
 
-def label_points(ax: plt.Axes, points: pd.DataFrame) -> None:
-    """'T=..' beside each point, turned towards the inside near the right and top edges so no
-    label leaves the axes (where the legend would hide it)."""
-    ax.autoscale_view()
-    to_axes = ax.transData + ax.transAxes.inverted()
-    for _, p in points.iterrows():
-        fx, fy = to_axes.transform((p["cost"], p["acc_best"]))
-        right, top = fx > 0.85, fy > 0.9
-        ax.annotate(f"T={p['T']}", (p["cost"], p["acc_best"]), fontsize=6,
-                    xytext=(-3 if right else 3, -3 if top else 3), textcoords="offset points",
-                    ha="right" if right else "left", va="top" if top else "bottom")
-
-
 def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
     """Accuracy vs time steps on a log axis: conversion sweeps as curves, trained methods as
     points, the ANN as a line (the latency story: accuracy at low T against T up to T_max)."""
@@ -207,7 +132,7 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
     if runs.empty:
         return note(title, "No cached run of this experiment yet.")
     colors = palette(exp["methods"])
-    fig, axes = _panels(len(exp["archs"]), width=6.0, height=4.2)
+    fig, axes = panels(len(exp["archs"]), width=6.0, height=4.2)
     for ax, arch in zip(axes, exp["archs"], strict=True):
         data = runs[runs["arch"] == arch]
         swept = data["sweep_T_max"].notna()
@@ -245,29 +170,6 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
                   f"({seeds(seed_counts(runs, ['arch', 'method', 'T']))}). Conversion methods: "
                   "each seed's converted SNN read at every T of one sweep. Dashed line: the ANN. "
                   "Hollow diamonds: published values.")
-
-
-def cost(exp: dict, runs: pd.DataFrame) -> plt.Figure:
-    title = figure_title(exp, "training cost")
-    if runs.empty:
-        return note(title, "No cached run of this experiment yet.")
-    data = runs.assign(Method=runs["method"].map(display), Arch=runs["arch"].map(display))
-    kinds = ", ".join(sorted(runs["peak_memory_kind"].dropna().unique())) or "not recorded"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    style = "Arch" if len(exp["archs"]) > 1 else None
-    for ax, y, label in ((axes[0], "seconds_per_epoch", "training time per epoch (s)"),
-                         (axes[1], "peak_memory_mb", f"peak memory (MiB; {kinds})")):
-        if data[y].notna().any():
-            sns.lineplot(data, x="T", y=y, hue="Method", style=style,
-                         palette=palette(exp["methods"]), marker="o", errorbar="sd",
-                         err_style="bars", ax=ax)
-            ax.set_xticks(sorted(data["T"].unique()))
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "not recorded", ha="center", transform=ax.transAxes)
-        ax.set(xlabel=T_LABEL, ylabel=label)
-    return finish(fig, title, f"Points and error bars: {SPREAD} "
-                  f"({seeds(seed_counts(runs, ['arch', 'method', 'T']))}).")
 
 
 def firing_rates(exp: dict, rates: pd.DataFrame, band: dict | None = None) -> plt.Figure:
@@ -366,7 +268,9 @@ def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
         if "latency" in figs:  # only where a conversion method sweeps its latency
             save(latency(exp, mine, published), figs["latency"])
         save(pareto(exp, mine), figs["pareto"])
-        save(cost(exp, mine[mine["sweep_T_max"].isna()]), figs["cost"])
+        trained = mine[mine["sweep_T_max"].isna()]  # conversion jobs train nothing
+        save(cost.time_and_memory(exp, trained), figs["cost"])
+        save(cost.memory_vs_accuracy(exp, trained), figs["memory"])
         if exp["firing_rates"]:
             save(firing_rates(exp, rates[exp["name"]], band), figs["firing_rates"])
 

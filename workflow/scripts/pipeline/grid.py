@@ -37,7 +37,7 @@ RUN_PATTERN = "runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{hash}"
 CLAIM_KINDS = ("absolute", "relative", "band", "latency", "depth")  # paper_tables/claims.yaml
 # Resources of a training job unless the config says otherwise (runtime in minutes).
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
-FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "latency")
+FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "memory", "latency")
 # conversion method -> the method whose trained model.pt it converts (ConversionMethod
 # .source_method; tests/test_workflow.py checks the two agree)
 CONVERSION_SOURCES = {"conversion": "ann", "qcfs": "qcfs"}
@@ -380,6 +380,7 @@ class Grid:
             kinds = [k for k in FIGURE_KINDS
                      if k != "latency" or set(exp["methods"]) & set(CONVERSION_SOURCES)]
             entry = {"table": {ext: f"{stem}.{ext}" for ext in ("md", "tex", "csv")},
+                     "cost": {ext: f"{stem}_cost.{ext}" for ext in ("md", "tex", "csv")},
                      "figures": {k: {ext: f"{figs}_{k}.{ext}" for ext in ("png", "pdf")}
                                  for k in kinds}}
             if exp["firing_rates"]:

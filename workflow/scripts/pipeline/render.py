@@ -7,6 +7,7 @@ it. Rendering is pure: every function returns text; `build.write_all` writes it.
 
 import pandas as pd
 
+from pipeline import cost
 from pipeline.collect import Collected
 from pipeline.names import DASH, display, row_key
 from pipeline.published import (
@@ -255,6 +256,7 @@ def render_tables(name: str, cells: list[dict], experiments: list[dict], outputs
         out = outputs["experiments"][exp["name"]]
         texts, _ = render_experiment(name, exp, cells, col, published)
         files.update({out["table"][ext]: texts[ext] for ext in ("md", "tex", "csv")})
+        files.update(cost.table_files(exp, col.runs, out["cost"]))
         if exp["firing_rates"]:
             rates = firing_rate_tables(exp, col, col.runs)
             files.update({out["firing_rates"][ext]: rates[ext] for ext in ("md", "tex", "csv")})
