@@ -1,7 +1,9 @@
-"""The harness's pure parts: the learning-rate schedule (and its batch count under DDP) and the
-metrics.json record built from measured values."""
+"""The harness's pure parts: the learning-rate schedule (and its batch count under DDP), the
+metrics.json record built from measured values, and the training cost it records (with the
+CPU training-memory measurement checked against a known allocation)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +11,9 @@ from torch import nn
 
 from dsr import data as dsr_data
 from dsr.config import RunConfig, TrainConfig
+from dsr.cost import TrainingMemory
 from dsr.metrics import SpikeCounter
-from dsr.record import Evaluation, metrics_record
+from dsr.record import Evaluation, metrics_record, training_cost
 from dsr.results import SCHEMA_VERSION, validate
 from dsr.train import Dist, make_schedule
 
@@ -99,3 +102,31 @@ def test_record_of_a_single_epoch_is_best_and_final():
     m, _ = record([0.25])
     assert m["accuracy"]["best"] == m["accuracy"]["final"] == 0.25
     assert m["accuracy"]["best_epoch"] == 1
+
+
+def test_training_cost_is_recorded_per_epoch_and_step():
+    history = {"seconds": [2.0, 3.0], "steps": [20, 30], "memory": [5 * 2**20, 7 * 2**20],
+               "reserved": [None, None]}
+    cost = training_cost(history, (10 * 2**20, "cpu_peak_rss"), "cpu_rss_growth")
+    assert cost["seconds_per_step"] == [0.1, 0.1]
+    assert cost["training_memory"] == {"kind": "cpu_rss_growth", "peak_bytes": 7 * 2**20,
+                                       "reserved_bytes": None,
+                                       "per_epoch_bytes": [5 * 2**20, 7 * 2**20]}
+    assert "training_memory" not in training_cost(history, (1, "cpu_peak_rss"), None)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's VmHWM reset")
+def test_training_memory_sees_a_known_allocation_and_resets_per_epoch():
+    """An independent count: a 256 MiB tensor allocated and freed inside an epoch is its peak
+    growth (to within the allocator's slack); the next epoch, which allocates nothing, is not."""
+    memory = TrainingMemory(torch.device("cpu"))
+    memory.start_epoch()
+    block = torch.ones(64 * 2**20)  # 256 MiB of float32, every page written
+    del block
+    peak, reserved = memory.end_epoch()
+    assert reserved is None and 250 * 2**20 <= peak <= 300 * 2**20
+    memory.start_epoch()
+    small = torch.ones(2**10)
+    assert memory.end_epoch()[0] < 64 * 2**20 and small.sum() == 2**10
+    assert memory.process_peak()[0] >= peak  # the process peak keeps what the resets hid
+    assert memory.kind == "cpu_rss_growth"
