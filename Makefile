@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed-lock
 
 .PHONY: venv test test-all reproduce reduced reduced-figures lint bench figures report prune migrate docs
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	cp requirements.lock $(STAMP)
 
 venv: $(STAMP)
@@ -59,7 +60,7 @@ docs: $(STAMP)
 CONFIGS ?= $(wildcard config/*.yaml)
 RESULTS ?= results
 prune: $(STAMP)
-	PYTHONPATH=workflow/scripts $(PY) -m pipeline.runs prune $(CONFIGS) $(if $(DELETE),--delete)
+	$(PY) -m pipeline.runs prune $(CONFIGS) $(if $(DELETE),--delete)
 
 migrate: $(STAMP)
-	PYTHONPATH=workflow/scripts $(PY) -m pipeline.runs migrate $(RESULTS) $(if $(APPLY),--apply)
+	$(PY) -m pipeline.runs migrate $(RESULTS) $(if $(APPLY),--apply)

@@ -25,10 +25,8 @@ from types import SimpleNamespace
 from dsr import REPO_ROOT
 from dsr.config import PJ_PER_AC, PJ_PER_MAC
 from dsr.results import SCHEMA_VERSION, validate
-
-sys.path.insert(0, str(REPO_ROOT / "workflow" / "scripts"))
-from pipeline.build import build_tables, write_all  # noqa: E402
-from pipeline.grid import CLAIM_KINDS  # noqa: E402
+from pipeline.build import build_tables, write_all
+from pipeline.grid import CLAIM_KINDS
 
 METHODS = ["dsr-if", "dsr-lif", "ann", "sg-bptt", "tet", "plif", "conversion", "qcfs"]
 ARCHS = ["preact_resnet20", "preact_resnet32", "preact_resnet44", "preact_resnet56",
@@ -97,7 +95,8 @@ def synthetic_grid(results: Path, files: int, seed: int = 0) -> tuple[list[dict]
 
 
 def outputs_for(tables: Path) -> dict:
-    stems = {"table": tables / "bench", "firing_rates": tables / "bench_firing_rates"}
+    stems = {"table": tables / "bench", "cost": tables / "bench_cost",
+             "firing_rates": tables / "bench_firing_rates"}
     entry = {k: {ext: f"{stem}.{ext}" for ext in ("md", "tex", "csv")} for k, stem in
              stems.items()}
     return {"experiments": {"bench": entry}, "runs_csv": str(tables / "runs.csv"),

@@ -23,10 +23,20 @@ def _lock() -> dict[str, str]:
     return pins
 
 
-def _environment() -> dict[str, Requirement]:
+def _pip_section() -> list[str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    return _requirements(pip)
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+
+
+def _environment() -> dict[str, Requirement]:
+    return _requirements([line for line in _pip_section() if not line.startswith("-")])
+
+
+def test_both_installs_put_the_suite_itself_on_the_path():
+    """`make venv` and the conda environment install the project, editable: dsr, baselines and
+    the workflow's library import by name from the rules, their scripts, benches and tests."""
+    assert "-e ." in _pip_section()
+    assert "--editable ." in (ROOT / "Makefile").read_text()
 
 
 def test_environment_names_exactly_the_direct_dependencies():

@@ -126,14 +126,12 @@ def test_own_config_and_plugin_beside_the_default_grid(tmp_path: Path) -> None:
 
     # runs that no configuration asks for any more are listed, then removed on request
     prune = [sys.executable, "-m", "pipeline.runs", "prune", str(default), str(mine)]
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'workflow' / 'scripts'}", "PATH": "/usr/bin:/bin"}
-    listed = subprocess.run(prune, cwd=ROOT, capture_output=True, text=True, env=env)
+    listed = subprocess.run(prune, cwd=tmp_path, capture_output=True, text=True)  # installed
     assert listed.returncode == 0, listed.stderr
     stale = [ln.split(" ", 1)[1] for ln in listed.stdout.splitlines()
              if ln.startswith("unreferenced ")]
     assert len(stale) == 2 and all(Path(s).exists() for s in stale)  # the lr 0.1 runs of mine
     assert "add --delete to remove them" in listed.stdout
-    removed = subprocess.run([*prune, "--delete"], cwd=ROOT, capture_output=True, text=True,
-                             env=env)
+    removed = subprocess.run([*prune, "--delete"], cwd=tmp_path, capture_output=True, text=True)
     assert removed.returncode == 0 and not any(Path(s).exists() for s in stale)
     assert all(p.exists() for p in cached(results)) and len(cached(results)) == 5

@@ -592,8 +592,10 @@ def test_one_digits_run_end_to_end(tmp_path: Path) -> None:
     rates = (tables / "digits_firing_rates.md").read_text()
     assert "DSR (IF) T=2" in rates and "| total |" in rates
     assert r"\begin{tabular}" in (tables / "digits.tex").read_text()
-    for kind in ("accuracy_vs_T", "latency", "pareto", "cost", "firing_rates"):
+    for kind in ("accuracy_vs_T", "pareto", "cost", "memory", "firing_rates"):
         assert (tables / "figures" / f"digits_{kind}.pdf").stat().st_size > 1000
+    assert not (tables / "figures" / "digits_latency.pdf").exists()  # no conversion here
+    assert "| DSR (IF) | PreAct-ResNet-8 | 2 | 1 |" in (tables / "digits_cost.md").read_text()
     again = snakemake("-n", "reproduce_table", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
     report = tmp_path / "report.html"

@@ -9,12 +9,11 @@ import re
 import shlex
 import sys
 
-# the trainer's package (`import dsr`) and the workflow's library (`import pipeline`)
-sys.path[:0] = [workflow.basedir, f"{workflow.basedir}/workflow/scripts"]
-from dsr.results import quarantine  # noqa: E402
-from pipeline.configs import load_config, placeholder_resources  # noqa: E402
-from pipeline.grid import ConfigError, Grid, check_config  # noqa: E402
-from pipeline.runs import unusable  # noqa: E402
+# the trainer's package (dsr) and the workflow's library (pipeline), installed in .venv
+from dsr.results import quarantine
+from pipeline.configs import load_config, placeholder_resources
+from pipeline.grid import ConfigError, Grid, check_config
+from pipeline.runs import unusable
 
 REPORT = f"{workflow.basedir}/workflow/report"
 # One software stack for every rule (the locked .venv, or this file with --sdm conda).

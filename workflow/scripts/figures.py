@@ -1,13 +1,10 @@
 """The `figures` rule: every figure of the grid from the CSVs the `tables` rule wrote."""
 
-import sys
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
-from pipeline.build import rule_log  # noqa: E402
-from pipeline.claims import firing_band, load_claims  # noqa: E402
-from pipeline.figures import render_from_csv  # noqa: E402
-from pipeline.published import load_published  # noqa: E402
+from pipeline.build import rule_log
+from pipeline.claims import firing_band, load_claims
+from pipeline.figures import render_from_csv
+from pipeline.published import load_published
 
 
 def main(smk) -> None:

@@ -5,14 +5,12 @@ at all it says so and leaves any earlier tables and figures alone. Exit 0 unless
 is corrupt (then a one-line error, and nothing is written).
 """
 
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
-from dsr.results import atomic_write_text  # noqa: E402
-from pipeline.build import build_tables, rule_log, write_all  # noqa: E402
-from pipeline.claims import firing_band, load_claims  # noqa: E402
-from pipeline.figures import render_from_csv  # noqa: E402
+from dsr.results import atomic_write_text
+from pipeline.build import build_tables, rule_log, write_all
+from pipeline.claims import firing_band, load_claims
+from pipeline.figures import render_from_csv
 
 
 def main(smk) -> None:

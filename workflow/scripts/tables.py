@@ -1,11 +1,8 @@
 """The `tables` rule: every run of the grid (all must be cached and current) -> per-experiment
 tables (Markdown, LaTeX, CSV), Fig. S1 data, claims, runs.csv and MISSING.md."""
 
-import sys
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
-from pipeline.build import build_tables, rule_log, write_all  # noqa: E402
+from pipeline.build import build_tables, rule_log, write_all
 
 
 def main(smk) -> None:

@@ -6,7 +6,7 @@ unless told to act.
     python -m pipeline.runs prune [CONFIG ...] [--delete]
     python -m pipeline.runs migrate RESULTS_DIR [--apply]
 
-(from the repository root with PYTHONPATH=workflow/scripts; `make prune`, `make migrate`).
+(`make prune`, `make migrate`; the package is installed in .venv).
 `prune` reads every configuration given (default: config/*.yaml), plans each grid as the
 workflow does, and lists the run folders under their results folders that none of them
 references; `--delete` removes them. `migrate` moves runs/{dataset}/{arch}/{method}/{T or L}/
