@@ -158,12 +158,11 @@ class Trainer:
         bar = tqdm(batches, total=steps_per_epoch(self.data, t, dist), desc=f"epoch {epoch + 1}",
                    leave=False, disable=None, file=sys.stderr)
         for x, y in bar:
-            loss = method.loss(method.train_outputs(model, x), y)
+            opt.zero_grad(set_to_none=True)
+            loss = method.train_step(model, x, y)
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}; the "
                                     "last good checkpoint is kept: lower lr or check the data")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             opt.step()
             sched.step()
             total, count = total + loss.item() * len(y), count + len(y)
