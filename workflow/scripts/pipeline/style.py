@@ -17,9 +17,11 @@ ACCURACY_LABEL = "test accuracy, best epoch (%)"
 T_LABEL = "time steps T"
 RATE_LABEL = "firing rate (% of neurons per time step)"
 
-_PALETTE = sns.color_palette("tab10", 10)
+# tab10, then Dark2 for the methods and plug-ins beyond ten (the first ten keep their colours)
+_PALETTE = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
 # fixed order: the registered methods, DSR first
-_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann"]
+_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann", "dspike",
+          "ottt", "sltt"]
 _COLOURS: dict[str, tuple] = dict(zip(_FIXED, _PALETTE, strict=False))
 
 
