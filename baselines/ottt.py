@@ -6,9 +6,10 @@ spikes: g[t] (x) a_hat[t] with the presynaptic trace a_hat[t] = lam a_hat[t-1] +
 lam = 1 - 1/tau, in place of g[t] (x) s[t] (g[t]: the step-t loss's gradient at the layer's
 output through the spatial path). a_hat carries the leak's effect of past inputs on the membrane
 (dv[t]/dW = a_hat[t] for v[t] = lam v[t-1] + W s[t], resets and BN aside), so OTTT keeps that
-part of BPTT's temporal gradient at memory O(1) in T. OTTT_A: gradients summed over the T steps, one optimiser step per
-batch (the authors' default; OTTT_O, an update per step, is not offered). The first layer sees
-the image, not spikes, and keeps its plain gradient (authors' code).
+part of BPTT's temporal gradient at memory O(1) in T. OTTT_A: gradients summed over the T
+steps, one optimiser step per batch (the authors' default; OTTT_O, an update per step, is not
+offered). The first layer sees the image, not spikes, and keeps its plain gradient (authors'
+code).
 SpikingJelly 2.0: OTTTLIFNode is the neuron; its trace output is not used, as the trace is kept
 at each synaptic layer's input (`baselines._online.TraceSynapse`, which routes the gradient with
 SpikingJelly's ReplaceforGrad; why there, and why it is the same trace: its docstring).
