@@ -8,9 +8,13 @@ Neurons are SpikingJelly 2.0 multi-step nodes (step_mode="m"):
   u = v - v_th, alpha = 2 (SpikingJelly's ATan, used by Fang et al., ICCV 2021).
 Defaults: IF, v_th 1 (no leak, so a weak input still integrates to a spike; BENCHMARKS.md,
 "Baseline defaults"); for LIF tau 2 without input decay (STBP-tdBN's and TET's form).
-BN normalises over T x B (dsr.layers.TBatchNorm), as tdBN does (Zheng et al., AAAI 2021) but
-without its alpha * V_th scaling. Head: no neuron after the global average pool and
-output_neuron=False, logits = time-mean of the last FC's outputs (the usual SG readout). The
+BN normalises over T x B (dsr.layers.TBatchNorm), as tdBN does (Zheng et al., AAAI 2021);
+`--set tdbn=true` adds tdBN's threshold scaling, y = lam (alpha v_th x_hat) + beta
+with x_hat normalised over T x B and lam, beta trained (lam starts at 1): a fixed factor alpha v_th
+on every BN's weight (`tdbn_scale`; alpha = `tdbn_alpha`, 1 as in tdBN outside residual
+additions: these pre-activation blocks have no BN in front of an addition). At v_th 1 and alpha 1
+the factor is 1 and tdBN is plain BN over T x B. Head: no neuron after the global average pool
+and output_neuron=False, logits = time-mean of the last FC's outputs (the usual SG readout). The
 closest published recipe (SG + BPTT + T x B BN) is STBP-tdBN; its results are rows of
 paper_tables/published.csv.
 """
@@ -21,8 +25,10 @@ from dataclasses import dataclass
 
 from spikingjelly.activation_based import neuron, surrogate
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from dsr.config import ConfigError
+from dsr.layers import TBatchNorm
 from dsr.method import Method
 from dsr.models import NeuronFactory, steps
 
@@ -69,11 +75,38 @@ class SGParams:
     detach_reset: bool = False
     surrogate: str = "atan"  # atan | sigmoid
     alpha: float = 2.0
+    tdbn: bool = False  # tdBN's alpha * v_th scaling of every BN (Zheng et al.)
+    tdbn_alpha: float = 1.0
 
     def __post_init__(self) -> None:
         if self.neuron not in ("lif", "if"):
             raise ConfigError(f"neuron must be 'lif' or 'if', got {self.neuron!r}")
         _check(self, tau=self.tau if self.neuron == "lif" else 2.0)
+        if not self.tdbn_alpha > 0:
+            raise ConfigError(f"tdbn_alpha must be > 0, got {self.tdbn_alpha}")
+
+
+class _Scaled(nn.Module):
+    """A parametrisation: the stored weight lam times a fixed factor."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight * self.factor
+
+
+def tdbn_scale(model: nn.Module, factor: float) -> nn.Module:
+    """tdBN: every TBatchNorm's weight becomes lam * factor (factor = alpha v_th), lam the
+    trained parameter, so y = lam (factor x_hat) + beta with x_hat over T x B."""
+    for m in model.modules():
+        if isinstance(m, TBatchNorm):
+            parametrize.register_parametrization(m, "weight", _Scaled(factor))
+    return model
 
 
 class SurrogateMethod(Method):
@@ -95,6 +128,15 @@ class SurrogateMethod(Method):
         return lambda: SJNeuron(self.T, self.node())
 
 
+def if_or_lif(p, surrogate_function: nn.Module) -> nn.Module:
+    """A multi-step SpikingJelly IFNode or LIFNode from `p`'s neuron fields."""
+    common = dict(v_threshold=p.v_th, v_reset=p.v_reset, detach_reset=p.detach_reset,
+                  surrogate_function=surrogate_function, step_mode="m")
+    if p.neuron == "if":
+        return neuron.IFNode(**common)
+    return neuron.LIFNode(tau=p.tau, decay_input=p.decay_input, **common)
+
+
 class SGBPTT(SurrogateMethod):
     key, Params = "sg-bptt", SGParams
 
@@ -102,10 +144,11 @@ class SGBPTT(SurrogateMethod):
     def neuron(self) -> str:  # recorded in metrics.json: the --set neuron choice
         return self.p.neuron.upper()
 
+    def build(self, arch: str, info) -> nn.Module:
+        model = super().build(arch, info)
+        p = self.p
+        return tdbn_scale(model, p.tdbn_alpha * p.v_th) if p.tdbn else model
+
     def node(self) -> nn.Module:
         p = self.p
-        common = dict(v_threshold=p.v_th, v_reset=p.v_reset, detach_reset=p.detach_reset,
-                      surrogate_function=SURROGATES[p.surrogate](alpha=p.alpha), step_mode="m")
-        if p.neuron == "if":
-            return neuron.IFNode(**common)
-        return neuron.LIFNode(tau=p.tau, decay_input=p.decay_input, **common)
+        return if_or_lif(p, SURROGATES[p.surrogate](alpha=p.alpha))

@@ -86,6 +86,14 @@ class Method:
     def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(outputs, y)
 
+    def train_step(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Gradients of one batch into `.grad` (the harness zeroes them before and steps the
+        optimiser after); returns the detached loss for logging. Online methods override it
+        with a forward and backward per time step."""
+        loss = self.loss(self.train_outputs(model, x), y)
+        loss.backward()
+        return loss.detach()
+
     def inference_model(self, model: nn.Module, data: Dataset) -> nn.Module:
         """The network evaluated (conversion methods build their SNN here)."""
         return model

@@ -17,6 +17,9 @@ METHODS: dict[str, str] = {
     "sg-bptt": "baselines.sg_bptt:SGBPTT",
     "tet": "baselines.tet:TET",
     "plif": "baselines.plif:PLIF",
+    "dspike": "baselines.dspike:DspikeBPTT",
+    "ottt": "baselines.ottt:OTTT",
+    "sltt": "baselines.sltt:SLTT",
     "conversion": "baselines.conversion:Conversion",
     "qcfs": "baselines.qcfs:QCFS",
 }

@@ -171,12 +171,11 @@ class Trainer:
         bar = tqdm(batches, total=steps_per_epoch(self.data, t, dist) - progress.step,
                    desc=f"epoch {epoch + 1}", leave=False, disable=None, file=sys.stderr)
         for x, y in bar:
-            loss = method.loss(method.train_outputs(model, x), y)
+            opt.zero_grad(set_to_none=True)
+            loss = method.train_step(model, x, y)
             if not torch.isfinite(loss):
                 raise Diverged(epoch + 1, f"non-finite loss ({loss.item()}) at step "
                                f"{progress.step + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             opt.step()
             sched.step()
             progress.step += 1

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from baselines._snn import ConversionIF, convert
+from baselines.dspike import DspikeSpike, dspike
 from baselines.qcfs import ClipFloorShift
 from baselines.tet import tet_loss
 from dsr import data as dsr_data
@@ -283,6 +284,79 @@ def test_surrogate_gradient_matches_closed_form(extra, slope):
     assert torch.allclose(x.grad, slope * _atan_grad(v - 1, 3.0))
 
 
+def _dspike_grad(u: float, b: float) -> float:
+    """Dspike's derivative (Li et al.), written out: b / (2 tanh(b/2)) / cosh(b u)^2 on
+    |u| <= 1/2, u = v - v_th."""
+    return b / (2 * math.tanh(b / 2)) / math.cosh(b * u) ** 2 if abs(u) <= 0.5 else 0.0
+
+
+@pytest.mark.parametrize("b", [1.0, 3.0, 8.0])
+def test_dspike_gradient_is_its_closed_form(b):
+    u = torch.linspace(-1, 1, 161, dtype=torch.float64, requires_grad=True)
+    s = DspikeSpike.apply(u, b)
+    assert torch.equal(s, (u >= 0).double())
+    s.sum().backward()
+    closed = torch.tensor([_dspike_grad(v, b) for v in u.tolist()], dtype=torch.float64)
+    assert torch.allclose(u.grad, closed, rtol=1e-12, atol=0)
+    # the surrogate is the derivative of the Dspike function itself, 0 -> 1 across the window
+    v = u.detach().clone().requires_grad_()
+    dspike(v, b).sum().backward()
+    inside = u.detach().abs() < 0.5
+    assert torch.allclose(v.grad[inside], closed[inside], rtol=1e-12)
+    assert float(dspike(torch.tensor(-0.5), b)) == pytest.approx(0, abs=1e-12)
+    assert float(dspike(torch.tensor(0.5), b)) == pytest.approx(1)
+
+
+def test_dspike_temperature_sets_the_sharpness():
+    x = torch.linspace(0, 2, 41, dtype=torch.float64)  # inputs around v_th = 1
+    grads = {}
+    for b in (2.0, 6.0):
+        cfg, method, *_ = make_run(["--method", "dspike", "--time-steps", "1", "--dataset",
+                                    "digits", "--set", f"b={b}"])
+        assert method.p.b == b and method.neuron == "LIF"
+        cell = method.neuron_factory()().double()
+        xs = x.clone().requires_grad_()
+        s = cell(xs[None])  # one step from rest: v = x (tau 2, no input decay)
+        assert torch.equal(s[0], (x >= 1).double())
+        s.sum().backward()
+        grads[b] = xs.grad
+        want = torch.tensor([_dspike_grad(v - 1, b) for v in x.tolist()], dtype=torch.float64)
+        assert torch.allclose(xs.grad, want, rtol=1e-12)
+    centre, edge = 20, 28  # v - v_th = 0 and 0.4
+    assert grads[6.0][centre] > grads[2.0][centre] and grads[6.0][edge] < grads[2.0][edge]
+
+
+def test_tdbn_scales_the_normalised_input_by_alpha_vth(gen):
+    sets = ["--set", "tdbn=true", "--set", "v_th=0.5", "--set", "tdbn_alpha=0.7"]
+    cfg, method, data, _ = make_run(["--method", "sg-bptt", "--time-steps", "3", *SMALL, *sets])
+    net = method.build(cfg.arch, data.info).double().train()
+    bn = net.stages[0].bn2
+    lam = bn.parametrizations.weight.original  # tdBN's trained lam (starts at 1)
+    assert torch.equal(lam, torch.ones_like(lam))
+    with torch.no_grad():
+        lam.uniform_(0.5, 1.5, generator=gen)
+        bn.bias.uniform_(-1, 1, generator=gen)
+    C = lam.numel()
+    x = torch.randn(3, 5, C, 4, 4, generator=gen, dtype=torch.float64)  # [T, B, C, H, W]
+    out = bn(x)
+    dims, shape = (0, 1, 3, 4), (1, 1, C, 1, 1)
+    x_hat = (x - x.mean(dims).view(shape)) / torch.sqrt(
+        x.var(dims, unbiased=False).view(shape) + bn.eps)  # over T x B x H x W
+    scale = 0.7 * 0.5
+    want = scale * lam.detach().view(shape) * x_hat + bn.bias.detach().view(shape)
+    assert torch.allclose(out, want, rtol=1e-12, atol=1e-12)
+    dy = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    (out * dy).sum().backward()
+    assert torch.allclose(lam.grad, (dy * scale * x_hat).sum(dims), rtol=1e-10)
+    assert torch.allclose(bn.bias.grad, dy.sum(dims), rtol=1e-10)
+    # every BN is scaled; without the option none is
+    bns = [m for m in net.modules() if isinstance(m, models.TBatchNorm)]
+    assert all(hasattr(m, "parametrizations") for m in bns)
+    _, plain, _, _ = make_run(["--method", "sg-bptt", "--time-steps", "3", *SMALL])
+    assert not any(hasattr(m, "parametrizations") for m in plain.build(cfg.arch, data.info)
+                   .modules())
+
+
 @pytest.mark.parametrize("key", ["sg-bptt", "plif"])
 def test_sj_neuron_is_stateless_and_repeats_constant_input(key, gen):
     cfg, method, *_ = make_run(["--method", key, "--time-steps", "5", "--dataset", "digits"])
@@ -398,6 +472,8 @@ def test_out_of_tree_plugin_runs_through_the_cli(tmp_path, monkeypatch):
     (["--method", "qcfs", "--set", "L=0"], "QCFS needs L >= 1"),
     (["--method", "conversion", "--set", "percentile=0"], "percentile must be in (0, 100]"),
     (["--method", "dsr-if", "--set", "ann_pretrain_epochs=-1"], "ann_pretrain_epochs must be"),
+    (["--method", "dspike", "--set", "b=0"], "the temperature b must be a positive number"),
+    (["--method", "sg-bptt", "--set", "tdbn_alpha=0"], "tdbn_alpha must be > 0"),
 ])
 def test_bad_settings_are_one_line_errors(argv, message, tmp_path, capsys):
     rc = main([*argv, "--dataset", "digits", "--time-steps", "4",

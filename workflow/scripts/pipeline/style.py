@@ -23,9 +23,11 @@ RATE_LABEL = "firing rate (% of neurons per time step)"
 CAPTION_SIZE = 7  # points
 SPREAD = "mean ± sample standard deviation over seeds"  # what every error bar and band shows
 
-_PALETTE = sns.color_palette("tab10", 10)
+# tab10, then Dark2 for the methods and plug-ins beyond ten (the first ten keep their colours)
+_PALETTE = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
 # fixed order: the registered methods, DSR first
-_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann"]
+_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann", "dspike",
+          "ottt", "sltt"]
 _COLOURS: dict[str, tuple] = dict(zip(_FIXED, _PALETTE, strict=False))
 
 
