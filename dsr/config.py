@@ -172,6 +172,9 @@ class RunConfig:
 # an earlier run keeps its hash (and its results folder). A new field that changes no earlier
 # run's result joins this map with the value that reproduces the old behaviour.
 ADDED_LATER: dict[str, Any] = {"plugins": {}, "source": None}
+# method hyperparameters added after results were cached, likewise, by field name: sg-bptt's
+# tdBN option (in every method whose Params extend SGParams: tet, plif, dspike)
+PARAMS_ADDED_LATER: dict[str, Any] = {"tdbn": False, "tdbn_alpha": 1.0}
 
 
 def identity(cfg: RunConfig) -> dict[str, Any]:
@@ -189,6 +192,8 @@ def identity(cfg: RunConfig) -> dict[str, Any]:
     for name, neutral in ADDED_LATER.items():
         if ident[name] == neutral:
             del ident[name]
+    ident["params"] = {k: v for k, v in ident["params"].items()
+                       if k not in PARAMS_ADDED_LATER or v != PARAMS_ADDED_LATER[k]}
     return ident
 
 

@@ -65,6 +65,12 @@ def test_fields_added_later_keep_earlier_hashes() -> None:
     recorded = {k: v for k, v in run_config().to_dict().items() if k not in ADDED_LATER}
     recorded["train"] = TrainConfig(**recorded["train"])
     assert RunConfig(**recorded).hash == run_config().hash
+    # a method hyperparameter added later (sg-bptt's tdBN), at the value that reproduces the
+    # earlier runs, leaves their hash alone; set otherwise, it is another run
+    old = run_config(method="sg-bptt", params={"alpha": 2.0})
+    new = run_config(method="sg-bptt", params={"alpha": 2.0, "tdbn": False, "tdbn_alpha": 1.0})
+    assert new.hash == old.hash
+    assert run_config(method="sg-bptt", params={"alpha": 2.0, "tdbn": True}).hash != old.hash
 
 
 def test_repeated_set_key_and_seed_out_of_range_are_refused() -> None:
