@@ -182,3 +182,10 @@ def test_config_errors_are_one_line(experiments: list, expected: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(expected)) as e:
         Grid(config(*experiments))
     assert "\n" not in str(e.value)
+
+
+def test_results_dir_that_is_a_file_is_a_one_line_error(tmp_path) -> None:
+    (tmp_path / "results").write_text("not a folder")
+    with pytest.raises(ConfigError, match="results_dir .* is a file, not a folder") as e:
+        Grid(config(experiment(), results_dir=str(tmp_path / "results")))
+    assert "\n" not in str(e.value)
