@@ -36,22 +36,29 @@ LAYERS = 19
 
 
 def synthetic_metrics(method: str, dataset: str, arch: str, T: int, seed: int, epochs: int,
-                      rng: random.Random) -> dict:
-    """A schema-valid metrics.json with plausible random numbers (no training involved)."""
+                      rng: random.Random, val_fraction: float | None = None) -> dict:
+    """A schema-valid metrics.json with plausible random numbers (no training involved); with
+    `val_fraction`, a run that held out a validation split."""
     per_epoch = [min(1.0, 0.5 + 0.4 * (e + 1) / epochs + rng.uniform(-0.02, 0.02))
                  for e in range(epochs)]
     per_layer = [rng.uniform(0.01, 0.2) for _ in range(LAYERS)]
     ac, mac = rng.uniform(1e7, 1e9), 1.8e6
     train = {"epochs": epochs, "batch_size": 128, "lr": 0.1, "data_root": None}
+    accuracy = {"best": max(per_epoch), "final": per_epoch[-1], "per_epoch": per_epoch,
+                "best_epoch": per_epoch.index(max(per_epoch)) + 1, "validation_selected": None}
+    if val_fraction:
+        val = [min(1.0, a + rng.uniform(-0.02, 0.02)) for a in per_epoch]
+        chosen = val.index(max(val))
+        accuracy["validation"] = {"fraction": val_fraction, "per_epoch": val,
+                                  "best": val[chosen], "best_epoch": chosen + 1}
+        accuracy["validation_selected"] = per_epoch[chosen]
     return {
         "schema_version": SCHEMA_VERSION, "method": method, "category": "synthetic",
         "dataset": dataset, "arch": arch, "neuron": "IF", "time_steps": T, "seed": seed,
         "mode": "exact", "epochs": epochs,
         "data": {"name": dataset, "num_classes": 10, "train_size": 50000, "test_size": 10000,
                  "split": None, "source": "synthetic"},
-        "accuracy": {"best": max(per_epoch), "final": per_epoch[-1], "per_epoch": per_epoch,
-                     "best_epoch": per_epoch.index(max(per_epoch)) + 1,
-                     "validation_selected": None},
+        "accuracy": accuracy,
         "train_loss": [2.0 / (e + 1) for e in range(epochs)],
         "firing_rate": {"per_layer": per_layer, "layer_names": [f"n{i}" for i in range(LAYERS)],
                         "total": sum(per_layer) / LAYERS, "per_epoch_total": [0.1] * epochs},
@@ -61,7 +68,11 @@ def synthetic_metrics(method: str, dataset: str, arch: str, T: int, seed: int, e
         "latency": {"time_steps": T, "ms_per_sample": None, "device": "cpu"},
         "cost": {"seconds_per_epoch": [rng.uniform(10, 60) * T] * epochs,
                  "peak_memory_bytes": int(rng.uniform(1e9, 4e9)),
-                 "peak_memory_kind": "cpu_peak_rss"},
+                 "peak_memory_kind": "cpu_peak_rss",
+                 "seconds_per_step": [rng.uniform(0.05, 0.5) * T] * epochs,
+                 "training_memory": {"kind": "cpu_rss_growth",
+                                     "peak_bytes": int(rng.uniform(1e8, 1e9) * T),
+                                     "reserved_bytes": None, "per_epoch_bytes": []}},
         "config": {"method": method, "train": train, "params": {}},
         "config_hash": f"{rng.getrandbits(64):016x}",
         "provenance": {"git_commit": None, "git_dirty": None, "packages": {}, "device": "cpu",

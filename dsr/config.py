@@ -80,6 +80,10 @@ class TrainConfig:
     download: bool = False
     train_subset: int | None = None  # class-balanced subset size for reduced-scale runs
     test_subset: int | None = None  # the same class-balanced test images for every run
+    # > 0: this share of the training set (class-balanced, the same images for every run, seed
+    # and method) is held out as a validation split: the run trains on the rest and records
+    # validation accuracy per epoch (a tuned experiment selects on it, never on the test set)
+    val_fraction: float = 0.0
     dvs_split: str = "first900"  # first900 (paper) | last900 (many later papers)
     dvs_reader: str = "tonic"  # CIFAR10-DVS events read and binned by tonic | spikingjelly
     frames: int = 20  # DVS frames per sample (split by event count)
@@ -119,6 +123,8 @@ class TrainConfig:
         if self.dvs_reader not in ("tonic", "spikingjelly"):
             raise ConfigError(f"dvs_reader must be 'tonic' or 'spikingjelly', got "
                               f"{self.dvs_reader!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("train_subset", "test_subset"):
@@ -172,8 +178,10 @@ class RunConfig:
 # an earlier run keeps its hash (and its results folder). A new field that changes no earlier
 # run's result joins this map with the value that reproduces the old behaviour.
 ADDED_LATER: dict[str, Any] = {"plugins": {}, "source": None}
-# method hyperparameters added after results were cached, likewise, by field name: sg-bptt's
-# tdBN option (in every method whose Params extend SGParams: tet, plif, dspike)
+# TrainConfig fields and method hyperparameters added after results were cached, likewise, by
+# field name: the validation split; sg-bptt's tdBN option (in every method whose Params extend
+# SGParams: tet, plif, dspike)
+TRAIN_ADDED_LATER: dict[str, Any] = {"val_fraction": 0.0}
 PARAMS_ADDED_LATER: dict[str, Any] = {"tdbn": False, "tdbn_alpha": 1.0}
 
 
@@ -186,7 +194,8 @@ def identity(cfg: RunConfig) -> dict[str, Any]:
     planned folders and cached-result check (pipeline.grid, pipeline.collect) and conversion's
     model check (dsr.convert, through `source`) all derive from it."""
     ident = cfg.to_dict()
-    ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY}
+    ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY
+                      and (k not in TRAIN_ADDED_LATER or v != TRAIN_ADDED_LATER[k])}
     if cfg.dataset != "cifar10_dvs":  # the reader reads only CIFAR10-DVS
         del ident["train"]["dvs_reader"]
     for name, neutral in ADDED_LATER.items():

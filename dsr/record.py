@@ -71,6 +71,24 @@ def training_cost(history: dict[str, list], memory: tuple[int, str], kind: str |
     return cost
 
 
+def accuracy_record(cfg: RunConfig, history: dict[str, list]) -> dict[str, Any]:
+    """metrics.json "accuracy": best and final test accuracy (the best epoch is the first with
+    the highest test accuracy, as the paper reports); with a validation split (val_fraction)
+    also its per-epoch accuracy and `validation_selected`, the test accuracy at the first epoch
+    with the highest validation accuracy (an epoch chosen without looking at the test set)."""
+    acc, val = history["accuracy"], history.get("val_accuracy")
+    best = max(range(len(acc)), key=lambda i: acc[i]) if acc else None
+    out = {"best": None if best is None else acc[best], "final": acc[-1] if acc else None,
+           "best_epoch": None if best is None else best + 1, "per_epoch": acc,
+           "validation_selected": None}
+    if val:
+        chosen = max(range(len(val)), key=lambda i: val[i])
+        out["validation"] = {"fraction": cfg.train.val_fraction, "per_epoch": val,
+                             "best": val[chosen], "best_epoch": chosen + 1}
+        out["validation_selected"] = acc[chosen]
+    return out
+
+
 def _common(cfg: RunConfig, method: Method, info: dsr_data.DataInfo) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -88,15 +106,13 @@ def metrics_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo, last
                    history: dict[str, list], latency: dict[str, float], memory: tuple[int, str],
                    device: str, prov: dict[str, Any],
                    training_kind: str | None = None) -> dict[str, Any]:
-    """metrics.json from values already measured (nothing is timed or run here); the best epoch
-    is the first with the highest test accuracy."""
-    counter, acc = last.counter, history["accuracy"]
+    """metrics.json from values already measured (nothing is timed or run here); accuracy as
+    `accuracy_record` says."""
+    counter = last.counter
     names = [n for n, m in last.net.named_modules() if any(m is s for s in counter.layers)]
-    best = max(range(len(acc)), key=lambda i: acc[i])
     return {
         **_common(cfg, method, info),
-        "accuracy": {"best": acc[best], "final": acc[-1], "best_epoch": best + 1,
-                     "per_epoch": acc, "validation_selected": None},
+        "accuracy": accuracy_record(cfg, history),
         "train_loss": history["loss"],
         "firing_rate": {"per_layer": counter.per_layer(), "layer_names": names,
                         "total": counter.total(), "per_epoch_total": history["rate"]},
@@ -125,15 +141,10 @@ def diverged_record(cfg: RunConfig, method: Method, info: dsr_data.DataInfo,
     """A diverged run: `diverged` says in which epoch and why; the epochs completed before it
     keep their accuracies (best over them; none if it diverged in the first), and nothing is
     evaluated after it (no firing rates, SynOps or latency of a non-finite network)."""
-    acc = history["accuracy"]
-    best = max(range(len(acc)), key=lambda i: acc[i]) if acc else None
     return {
         **_common(cfg, method, info),
         "diverged": {"epoch": epoch, "reason": reason},
-        "accuracy": {"best": None if best is None else acc[best],
-                     "final": acc[-1] if acc else None,
-                     "best_epoch": None if best is None else best + 1,
-                     "per_epoch": acc, "validation_selected": None},
+        "accuracy": accuracy_record(cfg, history),
         "train_loss": history["loss"],
         "firing_rate": {"per_layer": [], "layer_names": [], "total": None,
                         "per_epoch_total": history["rate"]},

@@ -88,17 +88,30 @@ def set_seed(cfg: RunConfig, device: torch.device) -> None:
     """The run's seed; on CPU, deterministic algorithms as well (same seed, same metrics)."""
     torch.manual_seed(cfg.seed)
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic_algorithms()
+
+
+def deterministic_algorithms() -> None:
+    """torch.use_deterministic_algorithms(True, warn_only=True) without its import of
+    torch._inductor (1.7 s of a 11 s digits job, bench/startup.py), only to set the compiler's
+    flag; nothing here compiles, and if the compiler is already loaded its flag is set too."""
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = True
 
 
 def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Dataset:
-    """The run's data, refused before the first step if a split is empty or a label is out of
-    range (dsr.data.check_splits)."""
+    """The run's data (with val_fraction, a validation split held out of the training set),
+    refused before the first step if a split is empty or a label is out of range
+    (dsr.data.check_splits)."""
     t = cfg.train
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
                          dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
                          plugins=plugins)
+    if t.val_fraction:
+        data = data.with_validation(t.val_fraction)
     dsr_data.check_splits(data, cfg.dataset)
     return data
 
@@ -211,6 +224,16 @@ class Trainer:
         report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
         return Evaluation(correct / max(1, seen), net, counter, report)
 
+    @torch.no_grad()
+    def validation_accuracy(self, model: nn.Module, method: Method) -> float:
+        """Accuracy over the held-out validation split (val_fraction > 0)."""
+        net = method.inference_model(model, self.data).eval()
+        correct = seen = 0
+        for x, y in self.data.batches("val", self.cfg.train.eval_batch_size, device=self.device):
+            correct += int((method.logits(net, x).argmax(-1) == y).sum())
+            seen += len(y)
+        return correct / max(1, seen)
+
     def run_epoch(self, model: nn.Module, train_model: nn.Module, opt, sched,
                   progress: Progress, stop: StopFlag | None = None) -> Evaluation:
         """Train epoch `progress.epoch` of the run (from its `step`), evaluate, append both to
@@ -231,9 +254,11 @@ class Trainer:
         # the last epoch's pass also counts SynOps (one pass over the test set, not two)
         last = self.evaluate(model, method, synops=epoch + 1 == cfg.train.epochs)
         acc, total = last.accuracy, last.counter.total()
-        for key, value in (("accuracy", acc), ("loss", loss), ("seconds", seconds),
-                           ("rate", total), ("steps", steps), ("memory", peak),
-                           ("reserved", reserved)):
+        values = [("accuracy", acc), ("loss", loss), ("seconds", seconds), ("rate", total),
+                  ("steps", steps), ("memory", peak), ("reserved", reserved)]
+        if self.data.has_split("val"):
+            values.append(("val_accuracy", self.validation_accuracy(model, method)))
+        for key, value in values:
             progress.history.setdefault(key, []).append(value)  # older checkpoints lack some
         progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
         progress.samples, progress.seconds = 0, 0.0

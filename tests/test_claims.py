@@ -70,7 +70,8 @@ def test_claims_file_covers_the_paper_and_every_kind() -> None:
     assert {"cifar10-t20", "cifar100-t20", "cifar10-t5", "cifar100-t5", "dvs-cifar10",
             "imagenet", "deep-resnets", "firing-rate-band", "low-latency-vs-conversion"} <= ids
     assert {c["kind"] for c in CLAIMS} == set(claims.CLAIM_KINDS)
-    assert all(c["source"].startswith(("paper", "supplement")) for c in CLAIMS)
+    # the DSR paper's claims, and those of the newer methods' papers (named by method)
+    assert all(c["source"].startswith(("paper", "supplement", "SLTT")) for c in CLAIMS)
 
 
 def test_bad_claims_file_is_a_one_line_error(tmp_path: Path) -> None:
@@ -190,17 +191,16 @@ def test_claim_without_its_experiment_is_not_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "kinds", "cifar10"), [
-    ("config", ["relative", "band"], "digits"),
-    ("reduced", ["relative", "band"], "cifar10_reduced"),
+    ("config", ["relative", "band", "latency", "memory"], "digits"),
+    ("reduced", ["relative", "band", "latency"], "cifar10_reduced"),
     ("paper", list(claims.CLAIM_KINDS), "cifar10"),
 ])
 def test_each_configuration_says_which_claims_it_judges(name: str, kinds: list,
                                                         cifar10: str) -> None:
-    """As Snakemake reads them: --configfile merges into config/config.yaml."""
-    from snakemake.utils import update_config
+    """As the workflow reads them (pipeline.configs: each file whole, or its named base)."""
+    from pipeline.configs import load_file
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    update_config(cfg, yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text()))
+    cfg = load_file(ROOT / "config" / f"{name}.yaml")
     block = cfg["claims"]
     assert sorted(block["test"]) == sorted(kinds)
     assert block["experiments"]["cifar10"] == cifar10
@@ -216,7 +216,9 @@ def test_default_grid_writes_a_verdict_for_every_applicable_claim(tmp_path: Path
     path.write_text(yaml.safe_dump(cfg))
     rng, grid = random.Random(0), grid_of(path)
     for run in grid.runs.values():
-        m = synthetic_metrics(run.method, "digits", run.arch, run.T, run.seed, 6, rng)
+        val = dict(run.overrides).get("val_fraction")
+        m = synthetic_metrics(run.method, "digits", run.arch, run.T, run.seed, 6, rng,
+                              val_fraction=None if val is None else float(val))
         m["config_hash"] = run.hash
         if run.source is not None:
             m["latency_sweep"] = {"T_max": run.T, "points": [
@@ -231,11 +233,17 @@ def test_default_grid_writes_a_verdict_for_every_applicable_claim(tmp_path: Path
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     table = pd.read_csv(tmp_path / "tables/default/claims.csv", keep_default_na=False)
-    assert list(table["id"]) == [c["id"] for c in CLAIMS]
+    assert list(dict.fromkeys(table["id"])) == [c["id"] for c in CLAIMS]
     applicable = table[table["kind"].isin(cfg["claims"]["test"])]
     assert len(applicable) >= 3
     assert set(applicable["verdict"]) <= {"holds", "fails", "inconclusive"}
     assert set(table.loc[~table.index.isin(applicable.index), "verdict"]) == {"not comparable"}
+    # every relative claim twice, under the published recipe and the tuned ruleset; the rest once
+    relative = table[table["kind"] == "relative"]
+    assert sorted(relative["ruleset"]) == sorted(
+        ["published recipe", "tuned"] * (len(relative) // 2))
+    assert set(relative.loc[relative["ruleset"] == "tuned", "experiment"]) == {"digits_tuned"}
+    assert set(table.loc[table["kind"] != "relative", "ruleset"]) == {"published recipe"}
     md = (tmp_path / "tables/default/claims.md").read_text()
     assert md.startswith("# Claims: configuration `default`")
-    assert "| `firing-rate-band` |" in md
+    assert "| `firing-rate-band` | published recipe |" in md

@@ -276,6 +276,8 @@ def test_num_batches_matches_iteration(digits: data.Dataset):
 
 def test_bad_batching_arguments(digits: data.Dataset):
     with pytest.raises(ValueError, match="split"):
+        digits.batches("valid", 10)
+    with pytest.raises(ValueError, match="split 'val' is not held out here; set val_fraction"):
         digits.batches("val", 10)
     with pytest.raises(ValueError, match="rank"):
         digits.batches("train", 10, rank=2, world_size=2)

@@ -124,7 +124,7 @@ def test_outputs_name_every_file_of_each_experiment() -> None:
     assert set(entry["figures"]) == {"accuracy_vs_T", "pareto", "cost", "memory", "firing_rates",
                                      "sweep"}
     assert (out["runs_csv"], out["missing"]) == ("tab/t/runs.csv", "tab/t/MISSING.md")
-    assert grid.claims()["test"] == ["absolute", "relative", "band", "latency", "depth"]
+    assert grid.claims()["test"] == ["absolute", "relative", "band", "latency", "depth", "memory"]
     converts = Grid(config(experiment(methods=["dsr-if", "ann", "conversion"], firing_rates=[],
                                       per_method={"ann": {"time_steps": [1]}})))
     assert set(converts.outputs()["experiments"]["digits"]["figures"]) == {

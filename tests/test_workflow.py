@@ -35,7 +35,7 @@ from tests.experiments import (
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
-PAPER_TRAINING_JOBS = 240  # stated in config/paper.yaml
+PAPER_TRAINING_JOBS = 312  # stated in config/paper.yaml
 PAPER_CONVERT_JOBS = 44
 # 5 directly trained methods x 3 T x 2 seeds + (ANN, QCFS's ANN) x 2 seeds; 2 sweeps x 2 seeds
 DEFAULT_TRAINING_JOBS, DEFAULT_CONVERT_JOBS = 34, 4

@@ -25,6 +25,8 @@ from dsr.config import DATASET_DEFAULTS
 from dsr.data.augment import crop_and_flip, draw
 
 SUBSET_SEED = 0  # train_subset / test_subset draw the same images whatever the run seed
+VAL_SEED = 1  # the validation split likewise, drawn independently of the subsets
+SPLITS = ("train", "val", "test")
 DATASETS = tuple(registry.DATASETS)
 
 
@@ -83,8 +85,8 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def _check_batching(split: str, batch_size: int, rank: int, world_size: int) -> None:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
     if batch_size < world_size:
@@ -100,16 +102,18 @@ def global_batches(
         yield order[start : start + batch_size]
 
 
-def balanced_subset(y: Tensor, n: int, num_classes: int, name: str, split: str) -> Tensor:
+def balanced_subset(y: Tensor, n: int, num_classes: int, name: str, split: str,
+                    field: str | None = None, seed: int = SUBSET_SEED) -> Tensor:
     """Sorted indices of n samples of `split`, n // K per class (the remainder to the first
-    classes), drawn with SUBSET_SEED so every run and method sees the same images."""
-    field = f"{split}_subset"
+    classes), drawn with `seed` so every run and method sees the same images; `field` names
+    the setting that asked for them in errors (default `{split}_subset`)."""
+    field = field or f"{split}_subset"
     if not num_classes <= n <= len(y):
         raise DataError(
             f"{name}: {field}={n} must be between num_classes={num_classes} and the "
             f"{split}-set size {len(y)}; set {field} accordingly"
         )
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SUBSET_SEED))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     y_perm = y[perm]
     picked = []
     for c in range(num_classes):
@@ -152,6 +156,9 @@ class Dataset:
     def split_size(self, split: str) -> int:
         return len(self._splits[split][1])
 
+    def has_split(self, split: str) -> bool:
+        return split in self._splits
+
     def labels(self, split: str) -> Tensor:
         """Every label of `split`, in stored order."""
         return self._splits[split][1]
@@ -174,6 +181,25 @@ class Dataset:
         out._on_device = {}
         return out
 
+    def with_validation(self, fraction: float) -> Dataset:
+        """A copy whose training split gives round(fraction * size) samples, class-balanced and
+        the same for every run, seed and method (VAL_SEED), to a "val" split."""
+        x, y = self._splits["train"]
+        n = round(fraction * len(y))
+        if n >= len(y) - self.info.num_classes:
+            raise DataError(f"{self.info.name}: val_fraction={fraction} holds out {n} of "
+                            f"{len(y)} training samples and leaves too few to train on; use a "
+                            "smaller val_fraction")
+        held = balanced_subset(y, n, self.info.num_classes, self.info.name, "train",
+                               field=f"round(val_fraction * {len(y)})", seed=VAL_SEED)
+        keep = torch.ones(len(y), dtype=torch.bool)
+        keep[held] = False
+        out = copy.copy(self)
+        out.info = dataclasses.replace(self.info, train_size=len(y) - n)
+        out._splits = {**self._splits, "train": (x[keep], y[keep]), "val": (x[held], y[held])}
+        out._on_device = {}
+        return out
+
     def batches(
         self,
         split: str,
@@ -193,6 +219,8 @@ class Dataset:
         `start` skips the epoch's first global batches (a run resumed mid-epoch), yielding the
         rest exactly as an uninterrupted epoch would."""
         _check_batching(split, batch_size, rank, world_size)
+        if not self.has_split(split):
+            raise ValueError(f"split {split!r} is not held out here; set val_fraction > 0")
         train = split == "train"
         shuffle = train if shuffle is None else shuffle
         augment = train if augment is None else augment

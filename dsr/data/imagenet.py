@@ -67,6 +67,14 @@ class ImageFolderStream(Dataset):
         self._train_tf = tv.Compose([tv.RandomResizedCrop(224), tv.RandomHorizontalFlip(), *norm])
         self._eval_tf = tv.Compose([tv.Resize(256), tv.CenterCrop(224), *norm])
 
+    def has_split(self, split: str) -> bool:
+        return split in self._folders
+
+    def with_validation(self, fraction: float) -> ImageFolderStream:
+        raise DataError(f"imagenet: val_fraction={fraction} is not supported for the streamed "
+                        "ImageNet folders (no held-out split is built from them); leave "
+                        "val_fraction at 0 or tune on an in-memory dataset")
+
     def split_size(self, split: str) -> int:
         if split in self._subset:
             return len(self._subset[split])

@@ -73,7 +73,8 @@ def table_files(grid: Grid) -> list:
     # the verdicts come first in the report (its categories are listed in order of appearance)
     files = [report(outs["claims"]["csv"], caption=f"{REPORT}/claims.rst", category="Claims"),
              outs["claims"]["md"], outs["runs_csv"], outs["missing"]]
-    captions = {"table": "table", "cost": "cost_table", "firing_rates": "firing_rates_table"}
+    captions = {"table": "table", "cost": "cost_table", "firing_rates": "firing_rates_table",
+                "tuning": "tuning_table"}
     for name, entry in outs["experiments"].items():
         for kind, caption in captions.items():
             if kind not in entry:

@@ -9,6 +9,7 @@ were.
 """
 
 import contextlib
+import dataclasses
 import sys
 import traceback
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import TextIO
 import pandas as pd
 
 from dsr.results import ResultError, atomic_write_text
+from pipeline import tuning
 from pipeline.claims import claims_files
 from pipeline.collect import Collected, collect
 from pipeline.published import load_published
@@ -38,10 +40,20 @@ def build_tables(params, published: str | Path, strict: bool) -> Tables:
     Snakemake params: name, cells, experiments, outputs, claims)."""
     pub = load_published(published)
     col = collect(params.cells, params.experiments, strict=strict)
-    files, summary = render_tables(params.name, params.cells, params.experiments, params.outputs,
-                                   col, pub)
-    files.update(claims_files(params, col, pub))
-    return Tables(files, summary, col, pub)
+    # runs.csv lists every run; the tables, figures and claims show a tuned experiment's
+    # selected candidates as its rows
+    listed = tuning.mark(col.runs, params.cells, params.experiments)
+    shown = dataclasses.replace(col, runs=tuning.view(listed, params.experiments))
+    cells = tuning.cells(params.cells, params.experiments)
+    files, summary = render_tables(params.name, cells, params.experiments, params.outputs,
+                                   shown, pub)
+    files[params.outputs["runs_csv"]] = listed.to_csv(index=False)
+    for exp in params.experiments:
+        if exp.get("tuned"):
+            paths = params.outputs["experiments"][exp["name"]]["tuning"]
+            files.update(tuning.tuning_files(exp, listed, params.cells, paths))
+    files.update(claims_files(params, cells, shown, pub))
+    return Tables(files, summary, dataclasses.replace(col, runs=listed), pub)
 
 
 def write_all(files: dict[str, str]) -> None:

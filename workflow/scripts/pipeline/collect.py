@@ -76,6 +76,8 @@ def run_row(metrics: dict, cell: dict) -> dict:
         "mode": metrics["mode"],
         "epochs": metrics["epochs"], "best_epoch": None if diverged else acc["best_epoch"],
         "acc_best": percent(acc["best"]), "acc_final": percent(acc["final"]),
+        "acc_val": percent((acc.get("validation") or {}).get("best")),
+        "acc_val_selected": percent(acc.get("validation_selected")),
         "diverged_epoch": diverged["epoch"] if diverged else None,
         "synops_ac": syn.get("total_ac"), "synops_mac": syn.get("total_mac"),
         "energy_pj": syn.get("energy_pj"), "pj_per_ac": syn.get("pj_per_ac"),
@@ -91,17 +93,18 @@ def run_row(metrics: dict, cell: dict) -> dict:
         "path": cell["path"],
         "sweep_T_max": None if cell.get("sweep") is None else cell["T"],
         "configured": True,  # T is one of the experiment's time steps for this method
+        "selected": None,  # a tuned experiment's candidate: selected or not (pipeline.tuning)
     }
 
 
 RUN_COLUMNS = ["experiment", "dataset", "arch", "method", "variant", "T", "seed", "category",
                "neuron", "mode", "epochs", "best_epoch", "acc_best", "acc_final",
-               "diverged_epoch", "synops_ac",
+               "acc_val", "acc_val_selected", "diverged_epoch", "synops_ac",
                "synops_mac", "energy_pj", "pj_per_ac", "pj_per_mac", "firing_rate",
                "seconds_per_epoch", "train_seconds", "peak_memory_mb", "peak_memory_kind",
                "seconds_per_step", "train_memory_mb", "train_memory_reserved_mb",
                "train_memory_kind", "path",
-               "sweep_T_max", "configured"]
+               "sweep_T_max", "configured", "selected"]
 LAYER_COLUMNS = ["experiment", "method", "T", "seed", "layer_index", "layer", "rate"]
 
 

@@ -13,7 +13,7 @@ import seaborn as sns
 
 from pipeline.draw import finish, label_points, note, palette, seed_counts
 from pipeline.names import DASH, display, row_key
-from pipeline.style import ACCURACY_LABEL, SPREAD, T_LABEL, seeds
+from pipeline.style import SPREAD, T_LABEL, accuracy_label, accuracy_words, seeds
 from pipeline.style import title as figure_title
 from pipeline.text import fmt, latex_table, markdown_table, pm
 
@@ -69,7 +69,7 @@ def table_files(exp: dict, runs: pd.DataFrame, paths: dict[str, str]) -> dict[st
               "and per optimiser step (evaluation excluded); training memory, the peak of the "
               f"training steps ({kind}; on CUDA the allocator's max allocated, on a CPU the "
               "growth of the resident set over its level when training started); the process "
-              "peak (start-up and evaluation included); best-epoch test accuracy. "
+              f"peak (start-up and evaluation included); {accuracy_words(exp)}. "
               f"{DASH} = not recorded. Conversion jobs train nothing and have no row.")
     md = "\n".join([f"# {title}", "", legend, "", markdown_table(HEADER, rows), ""])
     tex = latex_table(HEADER, rows, f"{title}. {legend}", f"{exp['name']}-cost", [])
@@ -116,7 +116,7 @@ def memory_vs_accuracy(exp: dict, runs: pd.DataFrame) -> plt.Figure:
         ax.plot(curve[column], curve["acc_best"], marker="o", lw=1, label=display(method),
                 color=colors.get(display(method)))
     label_points(ax, points, x=column)
-    ax.set(xlabel=label, ylabel=ACCURACY_LABEL)
+    ax.set(xlabel=label, ylabel=accuracy_label(exp))
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return finish(fig, title, "Points: mean over seeds of accuracy and memory "
                   f"({seeds(seed_counts(ok, ['method', 'T']), bars=False)}); no error bars. "

@@ -19,11 +19,20 @@ import matplotlib.ticker
 import pandas as pd
 import seaborn as sns
 
-from pipeline import cost
+from pipeline import cost, tuning
 from pipeline.draw import finish, label_points, note, palette, panels, save, seed_counts
 from pipeline.names import display, row_key
 from pipeline.published import published_for
-from pipeline.style import ACCURACY_LABEL, RATE_LABEL, SPREAD, T_LABEL, colour, seeds, shades
+from pipeline.style import (
+    RATE_LABEL,
+    SPREAD,
+    T_LABEL,
+    accuracy_label,
+    accuracy_words,
+    colour,
+    seeds,
+    shades,
+)
 from pipeline.style import title as figure_title
 from pipeline.text import energy_model
 
@@ -49,7 +58,7 @@ def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt
                 ax.scatter([T] * len(pub), pub["accuracy"], marker="D", s=40,
                            facecolors="none", edgecolors=[colors[display(method)]] * len(pub),
                            label=f"{display(method)} published")
-        ax.set(title=display(arch), xlabel=T_LABEL, ylabel=ACCURACY_LABEL)
+        ax.set(title=display(arch), xlabel=T_LABEL, ylabel=accuracy_label(exp))
         if not snn.empty:
             ax.set_xticks(sorted(snn["T"].unique()))
     # one legend for all panels, right of them: a method is one colour in every panel
@@ -59,7 +68,7 @@ def accuracy_vs_T(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt
         unique.update(zip(labels, handles, strict=True))
         if ax.get_legend():
             ax.get_legend().remove()
-    finish(fig, title, f"Points and error bars: {SPREAD} of the best-epoch accuracy "
+    finish(fig, title, f"Points and error bars: {SPREAD} of the {accuracy_words(exp)} "
            f"({seeds(seed_counts(runs, ['arch', 'method', 'T']))}). Dashed lines: T = 1 runs "
            "such as the ANN (mean). Hollow diamonds: published values.")
     fig.legend(unique.values(), unique.keys(), bbox_to_anchor=(1.0, 0.5), loc="center left")
@@ -118,7 +127,7 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=7, bbox_to_anchor=(1.02, 1),
               loc="upper left")
-    ax.set(xlabel=label, ylabel=ACCURACY_LABEL)
+    ax.set(xlabel=label, ylabel=accuracy_label(exp))
     return finish(fig, title, "Points: mean over seeds of accuracy and cost "
                   f"({seeds(seed_counts(runs, ['arch', 'method', 'T']), bars=False)}); no error "
                   "bars. Lines join a conversion method's latency sweep; dotted: the Pareto "
@@ -162,7 +171,7 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
         ticks = sorted(int(t) for t in data["T"].unique())
         ax.set_xticks(ticks, [str(t) for t in ticks])  # 1 2 4 ..., not 2^k
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set(title=display(arch), xlabel=f"{T_LABEL} (log scale)", ylabel=ACCURACY_LABEL)
+        ax.set(title=display(arch), xlabel=f"{T_LABEL} (log scale)", ylabel=accuracy_label(exp))
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), loc="best")
@@ -226,7 +235,7 @@ def sweep(exp: dict, runs: pd.DataFrame) -> plt.Figure:
             value=lambda d: d["variant"].str.partition("=")[2].astype(float),
             Run=lambda d: d["method"].map(display) + ", T = " + d["T"].astype(str))
         hues = {r: colour(m) for r, m in zip(data["Run"], data["method"], strict=True)}
-        for ax, y, label in ((ax_acc, "acc_best", ACCURACY_LABEL),
+        for ax, y, label in ((ax_acc, "acc_best", accuracy_label(exp)),
                              (ax_rate, "firing_rate", RATE_LABEL)):
             if data[y].notna().any():
                 sns.lineplot(data, x="value", y=y, hue="Run", palette=hues, marker="o",
@@ -278,7 +287,7 @@ def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
 def render_from_csv(experiments: list[dict], outputs: dict, published: pd.DataFrame,
                     band: dict | None = None) -> None:
     """Every figure, from the runs.csv and firing-rate CSVs the tables step wrote."""
-    runs = pd.read_csv(outputs["runs_csv"])
+    runs = tuning.view(pd.read_csv(outputs["runs_csv"]), experiments)
     rates = {e["name"]: pd.read_csv(outputs["experiments"][e["name"]]["firing_rates"]["csv"])
              for e in experiments if e["firing_rates"]}
     render_figures(experiments, outputs, runs, rates, published, band)

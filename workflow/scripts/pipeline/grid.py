@@ -19,7 +19,6 @@ model.pt beside their metrics.json.
 """
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +29,13 @@ from snakemake.utils import validate
 from dsr import datasets, registry
 from dsr.config import TRAINING_KEYS, ConfigError, format_value, sweep_points
 from dsr.resolve import add_plugin_paths, resolve
+from pipeline import sweeps, tuning
 
 SCHEMA = "workflow/schemas/config.schema.yaml"  # relative to the repository root
 # a run's folder under {results_dir}: the readable cell, then its identity (config hash)
 RUN_PATTERN = "runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{hash}"
-CLAIM_KINDS = ("absolute", "relative", "band", "latency", "depth")  # paper_tables/claims.yaml
+# paper_tables/claims.yaml
+CLAIM_KINDS = ("absolute", "relative", "band", "latency", "depth", "memory")
 # Resources of a training job unless the config says otherwise (runtime in minutes).
 BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
 FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "memory", "latency")
@@ -117,6 +118,11 @@ class Run:
                 "points": list(self.points) if self.source else None}
 
 
+def validation(exp: dict) -> float | None:
+    """The val_fraction of a tuned experiment's runs (None: it does not tune)."""
+    return exp.get("validation", tuning.DEFAULT_VALIDATION) if tuning.tuned(exp) else None
+
+
 def merge_resources(*layers: dict | None) -> dict:
     out = dict(BASE_RESOURCES)
     for layer in layers:
@@ -146,6 +152,12 @@ class Grid:
         if twice:
             raise ConfigError(f"config: experiment name {twice[0]!r} is used twice; each "
                               "experiment is one table, so give each a distinct name")
+        tuned = {e["name"] for e in cfg["experiments"] if tuning.tuned(e)}
+        for key, name in ((cfg.get("claims") or {}).get("tuned") or {}).items():
+            if name not in tuned:
+                raise ConfigError(f"config: claims.tuned maps {key} to {name!r}, which is not a "
+                                  "tuned experiment here (one whose methods have per_method tune "
+                                  "blocks); map a tuned experiment or remove the entry")
         for exp in cfg["experiments"]:
             self.check_experiment(exp, registered)
             for run in self.expand(exp):
@@ -171,31 +183,8 @@ class Grid:
             if stray:
                 raise ConfigError(f"{where}: {field_name} names {', '.join(stray)}, which is "
                                   "not in its methods list; add it there or remove it")
-        for method, per in (exp.get("per_method") or {}).items():
-            sweep = per.get("sweep")
-            if not sweep:
-                continue
-            if len(sweep) != 1:
-                raise ConfigError(f"{where}: per_method.{method}.sweep names {len(sweep)} "
-                                  f"parameters ({', '.join(sweep)}); sweep one parameter per "
-                                  "method (one figure axis), or add a second experiment")
-            (param,) = sweep
-            if method in CONVERSION_SOURCES:
-                raise ConfigError(f"{where}: per_method.{method}.sweep: {method} trains nothing "
-                                  "of its own (it converts a trained model); sweep the method "
-                                  "it converts, or add an experiment per value")
-            bad = [v for v in sweep[param]
-                   if not re.fullmatch(r"[A-Za-z0-9._+-]+", format_value(v))]
-            if bad:
-                raise ConfigError(f"{where}: per_method.{method}.sweep.{param} value {bad[0]!r} "
-                                  "cannot be a table label; use numbers or plain words")
-            if param in {**(exp.get("set") or {}), **(per.get("set") or {})}:
-                raise ConfigError(f"{where}: per_method.{method} both sets and sweeps {param}; "
-                                  "remove it from set")
-            if method in (exp.get("firing_rates") or ()):
-                raise ConfigError(f"{where}: firing_rates names {method}, whose "
-                                  f"{param} is swept; the sweep figure shows its firing rate "
-                                  "per value, so remove it from firing_rates")
+        tuning.check(exp, set(CONVERSION_SOURCES))
+        sweeps.check(exp, set(CONVERSION_SOURCES))
 
     def resolved(self, run: Run, exp: dict, source: Run | None = None) -> Run:
         """`run` with its identity, resolved exactly as `python -m dsr.run` will resolve it (a
@@ -224,11 +213,16 @@ class Grid:
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
                 if data_root is not None:
                     sets.setdefault("data_root", data_root)
-                # no sweep: one variant, None; a sweep: one run per value and table row
+                # no sweep: one variant, None; a sweep: one run per value and table row; a
+                # tuned experiment: one run per candidate, each with the validation split
                 variants = [(None, sets)]
                 for param, values in (per.get("sweep") or {}).items():
                     variants = [(f"{param}={format_value(v)}", {**sets, param: v})
                                 for v in values]
+                if per.get("tune"):
+                    held = {**sets, "val_fraction": validation(exp)}
+                    variants = [(label, {**held, **values})
+                                for label, values in tuning.candidates(per["tune"])]
                 for T in per.get("time_steps", exp["time_steps"]):
                     for seed in per.get("seeds", exp["seeds"]):
                         labels: dict[str, str] = {}  # hash -> the sweep value that gave it
@@ -243,8 +237,9 @@ class Grid:
                             if run.hash in labels:
                                 raise ConfigError(
                                     f"config: experiment {exp['name']!r}: per_method.{method}."
-                                    f"sweep gives {labels[run.hash]} and {variant}, the same "
-                                    "setting (one run); list each value once")
+                                    f"{'tune' if per.get('tune') else 'sweep'} gives "
+                                    f"{labels[run.hash]} and {variant}, the same setting (one "
+                                    "run); list each value once")
                             labels[run.hash] = variant
                             runs.append(run)
         return runs
@@ -357,6 +352,7 @@ class Grid:
         return [{"name": e["name"], "title": e.get("title", e["name"]), "dataset": e["dataset"],
                  "archs": e["archs"], "methods": e["methods"],
                  "firing_rates": e.get("firing_rates") or [],
+                 "tuned": tuning.tuned(e), "validation": validation(e),
                  "sweeps": {m: next(iter(per["sweep"]))
                             for m, per in (e.get("per_method") or {}).items()
                             if per.get("sweep")}}
@@ -368,7 +364,8 @@ class Grid:
         return {"file": block.get("file", "paper_tables/claims.yaml"),
                 "test": block.get("test", list(CLAIM_KINDS)),
                 "not_comparable": block.get("not_comparable", ""),
-                "experiments": block.get("experiments", {}), "archs": block.get("archs", {})}
+                "experiments": block.get("experiments", {}), "archs": block.get("archs", {}),
+                "tuned": block.get("tuned", {})}
 
     def outputs(self) -> dict:
         """Every file the tables and figures rules write, by experiment and kind."""
@@ -388,6 +385,8 @@ class Grid:
                                          for ext in ("md", "tex", "csv")}
                 entry["figures"]["firing_rates"] = {
                     ext: f"{figs}_firing_rates.{ext}" for ext in ("png", "pdf")}
+            if exp["tuned"]:
+                entry["tuning"] = {ext: f"{stem}_tuning.{ext}" for ext in ("md", "tex", "csv")}
             if exp["sweeps"]:
                 entry["figures"]["sweep"] = {ext: f"{figs}_sweep.{ext}" for ext in ("png", "pdf")}
             per_exp[exp["name"]] = entry

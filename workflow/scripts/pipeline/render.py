@@ -57,7 +57,7 @@ def summarise(exp: dict, cells: list[dict], runs: pd.DataFrame, published: pd.Da
         out.append({
             "experiment": exp["name"], "dataset": exp["dataset"], "arch": arch,
             "method": method, "variant": variant,
-            "method_name": display(row_key(method, variant)),
+            "method_name": display(row_key(method, variant)) + tuned_text(got),
             "category": got["category"].iloc[0] if len(got) else None,
             "T": T, "seeds_present": len(got) + len(diverged), "seeds_expected": len(seeds),
             "seeds_diverged": len(diverged),
@@ -78,6 +78,12 @@ def summarise(exp: dict, cells: list[dict], runs: pd.DataFrame, published: pd.Da
             "published_text": published_text(pub, sources),
         })
     return pd.DataFrame(out)
+
+
+def tuned_text(got: pd.DataFrame) -> str:
+    """A tuned experiment's row: which candidate was selected (pipeline.tuning)."""
+    labels = got["tuned"].dropna().unique() if "tuned" in got else []
+    return f" (tuned: {labels[0].replace('=', ' = ')})" if len(labels) else ""
 
 
 def published_only(exp: dict, cells: list[dict], published: pd.DataFrame) -> pd.DataFrame:
@@ -143,11 +149,13 @@ def subset_text(cells: list[dict], split: str) -> str | None:
 def legend_text(name: str, exp: dict, cells: list[dict], runs: pd.DataFrame | None = None) -> str:
     cells = [c for c in cells if c["experiment"] == exp["name"]]
     test, train = subset_text(cells, "test"), subset_text(cells, "train")
+    best = ("Best = the test accuracy at the best validation epoch of the candidate selected on "
+            f"validation accuracy (tuned ruleset; every candidate: {exp['name']}_tuning.md)"
+            if exp.get("tuned") else "Best = best epoch (what the paper reports)")
     return (f"Configuration `{name}`, experiment `{exp['name']}` on {display(exp['dataset'])}. "
             + (f"Trained on {train}. " if train else "")
             + f"Accuracy: {test or 'test set'}, %, mean ± sample std over the seeds present "
-            "(Seeds: present/"
-            "configured); Best = best epoch (what the paper reports), Final = last epoch. "
+            f"(Seeds: present/configured); {best}, Final = last epoch. "
             "SynOps: millions of accumulates per test sample; energy: µJ per test sample "
             f"({energy_model(runs)}, as the runs recorded); firing rate = spikes per neuron per "
             f"time step; {DASH} = not recorded. Published values come from "
@@ -250,7 +258,9 @@ def missing_report(name: str, col: Collected) -> tuple[str, str]:
 
 def render_tables(name: str, cells: list[dict], experiments: list[dict], outputs: dict,
                   col: Collected, published: pd.DataFrame) -> tuple[dict[str, str], str]:
-    """Every table file's text by path, and the summary line(s) for stdout."""
+    """Every table file's text by path (but runs.csv and the tuning tables: pipeline.build),
+    and the summary line(s) for stdout; `col.runs` and `cells` are what the tables show
+    (pipeline.tuning.view and .cells)."""
     files: dict[str, str] = {}
     for exp in experiments:
         out = outputs["experiments"][exp["name"]]
@@ -260,7 +270,6 @@ def render_tables(name: str, cells: list[dict], experiments: list[dict], outputs
         if exp["firing_rates"]:
             rates = firing_rate_tables(exp, col, col.runs)
             files.update({out["firing_rates"][ext]: rates[ext] for ext in ("md", "tex", "csv")})
-    files[outputs["runs_csv"]] = col.runs.to_csv(index=False)
     md, summary = missing_report(name, col)
     files[outputs["missing"]] = md
     return files, summary

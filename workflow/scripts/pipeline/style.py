@@ -18,6 +18,19 @@ import seaborn as sns
 DPI = 200  # PNG resolution; the PDF is vector
 FORMATS = ("png", "pdf")
 ACCURACY_LABEL = "test accuracy, best epoch (%)"
+
+
+def accuracy_label(exp: dict) -> str:
+    """The accuracy axis: the best test epoch, or in a tuned experiment (pipeline.tuning) the
+    test accuracy at the selected run's best validation epoch."""
+    return ("test accuracy at best validation epoch (%)" if exp.get("tuned")
+            else ACCURACY_LABEL)
+
+
+def accuracy_words(exp: dict) -> str:
+    """What the accuracy of a caption is, in words (see accuracy_label)."""
+    return ("test accuracy at the best validation epoch" if exp.get("tuned")
+            else "best-epoch test accuracy")
 T_LABEL = "time steps T"
 RATE_LABEL = "firing rate (% of neurons per time step)"
 CAPTION_SIZE = 7  # points
