@@ -46,7 +46,10 @@ class SpikingNet(nn.Module):
 
     def _input(self, x: Tensor) -> Tensor:
         if x.dim() == self.static_input_dims:
-            return x.unsqueeze(0)  # [1, B, C, H, W]: constant current
+            # [1, B, C, H, W]: constant current, run through the stem once (the official code
+            # repeats it T times: same outputs and gradients, but the first BN's running
+            # variance takes the unbiased count of B*H*W samples, not T*B*H*W; README)
+            return x.unsqueeze(0)
         if self.phase == "represent":
             return x.mean(0, keepdim=True)  # the first layer is linear: conv(mean) = mean(conv)
         return x  # [T, B, C, H, W]

@@ -14,7 +14,6 @@ ANN-to-SNN conversion without training, is `dsr.convert`.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -31,9 +30,10 @@ from dsr import checkpoint, preflight, record
 from dsr import data as dsr_data
 from dsr import metrics as M
 from dsr.checkpoint import Preempted, Progress, StopFlag
-from dsr.config import RunConfig, TrainConfig
+from dsr.config import RunConfig
 from dsr.cost import TrainingMemory, sync
 from dsr.method import Method
+from dsr.optim import make_optimizer, make_schedule, steps_per_epoch
 from dsr.provenance import started
 from dsr.record import Evaluation
 from dsr.results import atomic_write, remove_stale_temps, run_lock, write_metrics
@@ -114,39 +114,6 @@ def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Datase
         data = data.with_validation(t.val_fraction)
     dsr_data.check_splits(data, cfg.dataset)
     return data
-
-
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up over `warmup` iterations, then cosine annealing to 0 at `total`."""
-
-    def f(it: int) -> float:
-        if it < warmup:
-            return (it + 1) / warmup
-        progress = (it - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
-def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    t = cfg.train
-    # weight decay on every parameter, v_th included, as the official code does
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum,
-                               weight_decay=t.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-
-
-def steps_per_epoch(data: dsr_data.Dataset, t: TrainConfig, dist: Dist) -> int:
-    return data.num_batches("train", t.batch_size, world_size=dist.world_size,
-                            drop_last=dist.drop_last)
-
-
-def make_schedule(opt: torch.optim.Optimizer, t: TrainConfig, data: dsr_data.Dataset, dist: Dist,
-                  epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The lr schedule of `epochs` epochs, stepped once per training batch."""
-    total = epochs * steps_per_epoch(data, t, dist)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_iters, total))
 
 
 class Trainer:

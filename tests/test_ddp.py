@@ -125,7 +125,7 @@ class SyntheticData:
 
 
 def _trainer_level_params(mode: str, rank: int, world: int) -> dict[str, Tensor]:
-    from dsr import train
+    from dsr import optim, train
 
     cfg = RunConfig(method="dsr-if", dataset="digits", arch="tiny", time_steps=T, seed=0,
                     mode=mode, train=TrainConfig(epochs=1, batch_size=GLOBAL_BATCH, lr=0.5,
@@ -138,7 +138,7 @@ def _trainer_level_params(mode: str, rank: int, world: int) -> dict[str, Tensor]
                             train.Dist(rank, world), log=lambda *a: None)
     net = trainer.training_module(model, method)  # DDP(FastForward(model)) in fast mode
     opt = train.make_optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(1, 2))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, optim.lr_lambda(1, 2))
     trainer.train_epoch(net, method, opt, sched, 0)  # two SGD steps
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 

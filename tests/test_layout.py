@@ -1,5 +1,6 @@
-"""The layout's rules: `dsr/` (method + harness) never imports `baselines/`, and no source file of
-the method, the baselines or the workflow grows past MAX_LINES (split it by concept instead)."""
+"""The layout's rules: `dsr/` (method + harness) never imports `baselines/`, no module-level
+import circle among the project's modules, and no source file of the method, the baselines, the
+workflow or the benches grows past MAX_LINES (split it by concept instead)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,50 @@ def test_dsr_never_imports_baselines() -> None:
 
 
 def test_no_source_file_is_over_the_line_limit() -> None:
-    files = [f for folder in ("dsr", "baselines", "workflow") for pattern in ("*.py", "*.smk")
+    files = [f for folder in ("dsr", "baselines", "workflow", "bench")
+             for pattern in ("*.py", "*.smk")
              for f in (REPO_ROOT / folder).rglob(pattern)]
     assert len(files) > 20
     long = {str(f.relative_to(REPO_ROOT)): n for f in files
             if (n := len(f.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the project modules its module-level imports name (function-level imports,
+    deliberate late imports, are left out; so is a package's own import of its parent)."""
+    roots = {"dsr": REPO_ROOT / "dsr", "baselines": REPO_ROOT / "baselines",
+             "pipeline": REPO_ROOT / "workflow" / "scripts" / "pipeline"}
+    files = {}
+    for top, folder in roots.items():
+        for f in folder.rglob("*.py"):
+            parts = (top, *f.relative_to(folder).with_suffix("").parts)
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {}
+    for name, f in files.items():
+        named: set[str] = set()
+        for node in ast.parse(f.read_text()).body:
+            if isinstance(node, ast.Import):
+                named |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                named |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in named if m in files and m != name
+                       and not name.startswith(m + ".")}
+    return graph
+
+
+def test_no_import_circle() -> None:
+    graph = module_graph()
+    assert {"dsr.train", "dsr.data.core", "baselines.sltt", "pipeline.grid"} <= set(graph)
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        assert node not in path, f"import circle: {' -> '.join(path[path.index(node):] + [node])}"
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, [*path, node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])

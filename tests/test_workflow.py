@@ -6,6 +6,7 @@ touched. Cached-results tests use synthetic, schema-valid metrics files (bench/a
 train nothing; one test trains a single one-epoch digits run end to end.
 """
 
+import itertools
 import json
 import random
 import re
@@ -37,12 +38,11 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 PAPER_TRAINING_JOBS = 312  # stated in config/paper.yaml
 PAPER_CONVERT_JOBS = 44
-# 5 directly trained methods x 3 T x 2 seeds + (ANN, QCFS's ANN) x 2 seeds; 2 sweeps x 2 seeds
-DEFAULT_TRAINING_JOBS, DEFAULT_CONVERT_JOBS = 34, 4
+# 5 methods x 3 T x 3 seeds + Dspike, SLTT, OTTT x 2 T x 2 seeds + (ANN, QCFS's ANN) x 2 seeds
+DEFAULT_TRAINING_JOBS, DEFAULT_CONVERT_JOBS = 61, 4
 CONVERSION = {"conversion": "ann", "qcfs": "qcfs"}  # method -> whose model it converts
 DEFAULT_SWEEP_JOBS = 8  # DSR-IF at T = 4: 4 initial thresholds x 2 seeds
-# registered but not yet in the default grid (whether they fit its time budget is decided apart)
-NOT_IN_DEFAULT_GRID = {"dspike", "ottt", "sltt"}
+DEFAULT_TUNED_JOBS = 30  # the tuned ruleset at T = 4: 5 methods x 2 candidates x 3 seeds
 
 
 def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -75,6 +75,9 @@ def grid_size(cfg: dict) -> tuple[int, int]:
                         continue
                     values = [f"{k}={v}" for k, vs in (per.get("sweep") or {}).items()
                               for v in vs] or [None]
+                    if per.get("tune"):  # candidates: every combination of the listed values
+                        values = [tuple(zip(per["tune"], c, strict=True))
+                                  for c in itertools.product(*per["tune"].values())]
                     for T in per.get("time_steps", exp["time_steps"]):
                         for value in values:
                             trained.add((exp["dataset"], arch, method, T, seed, value))
@@ -143,18 +146,24 @@ def test_paper_grid_trains_each_ann_once(tmp_path: Path) -> None:
 
 def test_default_grid_covers_every_registered_method(tmp_path: Path) -> None:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    exp, vth = cfg["experiments"]
-    assert set(exp["methods"]) == set(registry.METHODS) - NOT_IN_DEFAULT_GRID
-    assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 2
+    exp, vth, tuned = cfg["experiments"]
+    assert set(exp["methods"]) == set(registry.METHODS)
+    assert len(exp["time_steps"]) >= 3 and len(exp["seeds"]) >= 3
     assert vth["per_method"]["dsr-if"]["sweep"] == {"v_th": [1, 2, 4, 6]}
-    assert grid_size(cfg) == (DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS, DEFAULT_CONVERT_JOBS)
+    # the tuned ruleset: the relative claims' methods, the same number of candidates each
+    assert set(tuned["methods"]) == {"dsr-if", "dsr-lif", "sg-bptt", "tet", "plif"}
+    assert {len(p["tune"]) for p in tuned["per_method"].values()} == {1}
+    assert {len(next(iter(p["tune"].values()))) for p in tuned["per_method"].values()} == {2}
+    assert grid_size(cfg) == (DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS + DEFAULT_TUNED_JOBS,
+                              DEFAULT_CONVERT_JOBS)
     out = snakemake("-n", "--config", f"results_dir={tmp_path}/results",
                     f"tables_dir={tmp_path}/tables")
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = planned(out)
     # the sweep's v_th = 6 runs are the digits experiment's DSR-IF T = 4 runs (the paper's
     # initial v_th): the same identity, so one folder and one job each
-    assert jobs["train"] + jobs["train_model"] == DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS - 2
+    assert (jobs["train"] + jobs["train_model"]
+            == DEFAULT_TRAINING_JOBS + DEFAULT_SWEEP_JOBS + DEFAULT_TUNED_JOBS - 2)
     assert jobs["convert"] == DEFAULT_CONVERT_JOBS
     graph = snakemake("--rulegraph", "--config", f"results_dir={tmp_path}/results",
                       f"tables_dir={tmp_path}/tables")
@@ -617,8 +626,9 @@ def test_default_grid_reproduces_within_ten_minutes(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     tables = tmp_path / "tables" / "default"
     md = (tables / "digits.md").read_text()
-    for method in set(registry.METHODS) - NOT_IN_DEFAULT_GRID:
+    for method in registry.METHODS:
         assert names.display(method) in md
-    assert "0/2" not in md and "1/2" not in md
-    assert len(list((tables / "figures").glob("*.png"))) == 5
+    assert not re.search(r"\| [0-2]/[23] \|", md)  # every seed of every cell present
+    assert "(tuned: " in (tables / "digits_tuned.md").read_text()
+    assert len(list((tables / "figures").glob("digits_*.png"))) >= 6
     assert seconds <= 600, f"default grid took {seconds:.0f} s"

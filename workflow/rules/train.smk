@@ -20,6 +20,7 @@ rule train:
         trainer=trainer_command,
         args=trainer_args,
         processes=run_processes,
+        save="",
     threads: run_threads
     resources:
         mem_mb=run_resource("mem_mb"),
@@ -29,10 +30,10 @@ rule train:
     shell:
         # the job's threads shared among its processes (one per GPU under torchrun)
         "OMP_NUM_THREADS=$(( ({threads} + {params.processes} - 1) / {params.processes} )) "
-        "{params.trainer} {params.args} --out {output.metrics:q} > {log:q} 2>&1"
+        "{params.trainer} {params.args} {params.save}--out {output.metrics:q} > {log:q} 2>&1"
 
 
-rule train_model:
+use rule train as train_model with:
     """A run whose trained model a conversion method converts (the ann run, QCFS's quantised
     ANN): the train rule's call plus --save-model."""
     output:
@@ -40,26 +41,11 @@ rule train_model:
         model=update(f"{GRID.results}/runs/{{run}}/model.pt"),
     wildcard_constraints:
         run=keys_regex(GRID.model_keys()),
-    conda:
-        CONDA_ENV
-    log:
-        f"{GRID.results}/logs/train/{{run}}.log",
-    benchmark:
-        f"{GRID.results}/benchmarks/train/{{run}}.tsv"
     params:
         trainer=trainer_command,
         args=trainer_args,
         processes=run_processes,
-    threads: run_threads
-    resources:
-        mem_mb=run_resource("mem_mb"),
-        runtime=run_runtime,
-        gpu=run_resource("gpu"),
-        cpus_per_gpu=run_cpus_per_gpu,
-    shell:
-        "OMP_NUM_THREADS=$(( ({threads} + {params.processes} - 1) / {params.processes} )) "
-        "{params.trainer} {params.args} --save-model {output.model:q} --out {output.metrics:q} "
-        "> {log:q} 2>&1"
+        save=lambda wildcards, output: f"--save-model {shlex.quote(output.model)} ",
 
 
 rule convert:

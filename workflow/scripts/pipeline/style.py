@@ -18,6 +18,17 @@ import seaborn as sns
 DPI = 200  # PNG resolution; the PDF is vector
 FORMATS = ("png", "pdf")
 ACCURACY_LABEL = "test accuracy, best epoch (%)"
+T_LABEL = "time steps T"
+RATE_LABEL = "firing rate (% of neurons per time step)"
+CAPTION_SIZE = 7  # points
+SPREAD = "mean ± sample standard deviation over seeds"  # what every error bar and band shows
+
+# tab10, then Dark2 for the methods and plug-ins beyond ten (the first ten keep their colours)
+_PALETTE = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
+# fixed order: the registered methods, DSR first
+_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann", "dspike",
+          "ottt", "sltt"]
+_COLOURS: dict[str, tuple] = dict(zip(_FIXED, _PALETTE, strict=False))
 
 
 def accuracy_label(exp: dict) -> str:
@@ -31,17 +42,6 @@ def accuracy_words(exp: dict) -> str:
     """What the accuracy of a caption is, in words (see accuracy_label)."""
     return ("test accuracy at the best validation epoch" if exp.get("tuned")
             else "best-epoch test accuracy")
-T_LABEL = "time steps T"
-RATE_LABEL = "firing rate (% of neurons per time step)"
-CAPTION_SIZE = 7  # points
-SPREAD = "mean ± sample standard deviation over seeds"  # what every error bar and band shows
-
-# tab10, then Dark2 for the methods and plug-ins beyond ten (the first ten keep their colours)
-_PALETTE = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
-# fixed order: the registered methods, DSR first
-_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann", "dspike",
-          "ottt", "sltt"]
-_COLOURS: dict[str, tuple] = dict(zip(_FIXED, _PALETTE, strict=False))
 
 
 _SHADES = (-0.5, -0.25, 0.0, 0.3, 0.55, 0.75)  # < 0 towards black, > 0 towards white; in order
