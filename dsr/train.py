@@ -93,7 +93,7 @@ def set_seed(cfg: RunConfig, device: torch.device) -> None:
 
 def deterministic_algorithms() -> None:
     """torch.use_deterministic_algorithms(True, warn_only=True) without its import of
-    torch._inductor (1.7 s of a 11 s digits job, bench/startup.py), only to set the compiler's
+    torch._inductor (about 1.4 s of a digits job, bench/startup.py), only to set the compiler's
     flag; nothing here compiles, and if the compiler is already loaded its flag is set too."""
     torch._C._set_deterministic_algorithms(True, warn_only=True)
     inductor = sys.modules.get("torch._inductor.config")

@@ -1,7 +1,7 @@
 """scikit-learn's 8 x 8 digits: 1,797 images, a stratified 80/20 split; no download.
 
 The split is cached as tensors (dsr.data.cache, keyed by scikit-learn's version): a job that
-finds the cache file does not import scikit-learn, 2.1 s of an 11 s digits job
+finds the cache file does not import scikit-learn, 1.3 to 2.1 s of a digits job
 (bench/startup.py)."""
 
 from __future__ import annotations
