@@ -14,7 +14,7 @@ from dsr.method import Method
 
 
 class ANN(Method):
-    key, category, neuron, spiking = "ann", "ANN", "ReLU", False
+    key, neuron, spiking = "ann", "ReLU", False
     output_neuron = False
 
     def neuron_factory(self) -> models.NeuronFactory:

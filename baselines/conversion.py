@@ -53,7 +53,7 @@ class ConversionMethod(Method):
 
     category, neuron = "ANN-to-SNN conversion", "IF"
     output_neuron = False
-    source_method: ClassVar[str] = "ann"
+    source_method: ClassVar[str] = "ann"  # a plug-in's default; a built-in's is its spec's
     v_init: ClassVar[float] = 0.0  # initial membrane, as a fraction of v_th
 
     def __init__(self, cfg):

@@ -62,7 +62,7 @@ class QCFS(ConversionMethod):
     """Trains its quantised ANN (`--time-steps 1`, evaluated as that ANN); converted from its
     model.pt by `--from-checkpoint`."""
 
-    key, Params, source_method = "qcfs", QCFSParams, "qcfs"
+    key, Params = "qcfs", QCFSParams
     v_init = 0.5
     # No activation after the global average pool, as in the QCFS networks: the pool is linear,
     # so its spikes feed the FC directly (counted as ACs). With one, QCFS quantises pooled means

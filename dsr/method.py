@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsr import models
+from dsr import models, registry
 from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
 from dsr.layers import FastForward
@@ -37,7 +37,10 @@ class Method:
     """Defaults: build `arch` from `neuron_factory()`, cross-entropy on `model(x)`, no pre-train."""
 
     key: ClassVar[str] = ""
-    category: ClassVar[str] = ""  # table grouping: ours, surrogate gradient, ANN-to-SNN conversion
+    # a built-in's name, category and source_method come from its spec (dsr.registry.METHODS,
+    # set in __init_subclass__); a plug-in declares them here (dsr.spec.MethodSpec.of)
+    name: ClassVar[str] = ""  # what tables and legends show (default: the key)
+    category: ClassVar[str] = ""  # table grouping (dsr.spec.CATEGORIES); claims compare by it
     neuron: ClassVar[str] = ""  # recorded as metrics.json "neuron"
     modes: ClassVar[tuple[str, ...]] = ("exact",)  # the first is the default
     spiking: ClassVar[bool] = True
@@ -47,6 +50,12 @@ class Method:
     # method trains what it evaluates); `dsr.run --from-checkpoint` and `dsr.convert` use it
     source_method: ClassVar[str | None] = None
     Params: ClassVar[type] = NoParams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = registry.METHODS.get(cls.__dict__.get("key", ""))
+        if spec is not None and spec.target == f"{cls.__module__}:{cls.__qualname__}":
+            cls.name, cls.category, cls.source_method = spec.name, spec.category, spec.source
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -172,7 +181,6 @@ class _ANNTwin(Method):
 
 
 class DSRMethod(Method):
-    category = "ours"
     modes = ("fast", "exact", "approx")
 
     def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:

@@ -1,6 +1,7 @@
-"""Method registry: key -> "module:Class", imported lazily. One key everywhere (file, config,
-results path, table row). Out-of-tree methods join through `plugins` ({key: "module:Class"}),
-which the CLI takes as `--plugin key=module:Class` and the workflow from its config.
+"""Method registry: key -> MethodSpec (dsr.spec: class, display name, category, conversion
+source), the class imported lazily. One key everywhere (file, config, results path, table
+row). Out-of-tree methods join through `plugins` ({key: "module:Class"}), which the CLI takes
+as `--plugin key=module:Class` and the workflow from its config.
 
 Importing this module imports no torch (the workflow reads `METHODS` while it plans the grid);
 `get` imports the method's module, and with it torch.
@@ -10,19 +11,24 @@ from __future__ import annotations
 
 import importlib
 
-METHODS: dict[str, str] = {
-    "dsr-if": "dsr.method:DSRIF",
-    "dsr-lif": "dsr.method:DSRLIF",
-    "ann": "baselines.ann:ANN",
-    "sg-bptt": "baselines.sg_bptt:SGBPTT",
-    "tet": "baselines.tet:TET",
-    "plif": "baselines.plif:PLIF",
-    "dspike": "baselines.dspike:DspikeBPTT",
-    "ottt": "baselines.ottt:OTTT",
-    "sltt": "baselines.sltt:SLTT",
-    "conversion": "baselines.conversion:Conversion",
-    "qcfs": "baselines.qcfs:QCFS",
-}
+from dsr.spec import MethodSpec
+
+# the built-in methods, DSR first; the order is their colours' (pipeline.style)
+METHODS: dict[str, MethodSpec] = {s.key: s for s in (
+    MethodSpec("dsr-if", "dsr.method:DSRIF", "DSR (IF)", "ours"),
+    MethodSpec("dsr-lif", "dsr.method:DSRLIF", "DSR (LIF)", "ours"),
+    MethodSpec("sg-bptt", "baselines.sg_bptt:SGBPTT", "Surrogate gradient (BPTT)",
+               "surrogate gradient"),
+    MethodSpec("tet", "baselines.tet:TET", "TET", "surrogate gradient"),
+    MethodSpec("plif", "baselines.plif:PLIF", "PLIF", "surrogate gradient"),
+    MethodSpec("conversion", "baselines.conversion:Conversion", "ANN-to-SNN conversion",
+               "ANN-to-SNN conversion", source="ann"),
+    MethodSpec("qcfs", "baselines.qcfs:QCFS", "QCFS", "ANN-to-SNN conversion", source="qcfs"),
+    MethodSpec("ann", "baselines.ann:ANN", "ANN (ReLU)", "ANN"),
+    MethodSpec("dspike", "baselines.dspike:DspikeBPTT", "Dspike", "surrogate gradient"),
+    MethodSpec("ottt", "baselines.ottt:OTTT", "OTTT", "online"),
+    MethodSpec("sltt", "baselines.sltt:SLTT", "SLTT", "online"),
+)}
 
 
 class UnknownMethod(ValueError):
@@ -62,7 +68,8 @@ def import_class(kind: str, key: str, target: str, error: type[Exception]) -> ty
 
 def get(key: str, plugins: dict[str, str] | None = None) -> type:
     """The method class registered as `key` (built-in or plugin), checked to be a `Method`."""
-    target = lookup("method", METHODS, key, plugins, UnknownMethod, "--plugin")
+    targets = {k: s.target for k, s in METHODS.items()}
+    target = lookup("method", targets, key, plugins, UnknownMethod, "--plugin")
     cls = import_class("method", key, target, UnknownMethod)
     from dsr.method import Method  # torch: only once a method is actually wanted
 
@@ -70,3 +77,11 @@ def get(key: str, plugins: dict[str, str] | None = None) -> type:
         raise UnknownMethod(f"method {key!r} points at {target!r}, which is not a subclass "
                             "of dsr.method.Method; point it at a method class")
     return cls
+
+
+def spec(key: str, plugins: dict[str, str] | None = None) -> MethodSpec:
+    """A method's spec: a built-in's without importing it, a plug-in's from its class (which
+    imports it)."""
+    if key in METHODS and key not in (plugins or {}):
+        return METHODS[key]
+    return MethodSpec.of(key, get(key, plugins))

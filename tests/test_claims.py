@@ -12,9 +12,11 @@ import yaml
 
 from bench.aggregate import synthetic_metrics
 from dsr import REPO_ROOT as ROOT
+from dsr import registry
 from dsr.config import sweep_points
 from dsr.results import ResultError
-from pipeline import claims, collect
+from dsr.spec import MethodSpec
+from pipeline import claims, collect, names
 from pipeline import published as pub
 from tests.experiments import grid_of
 
@@ -29,8 +31,10 @@ def claim(claim_id: str) -> dict:
 
 
 def fixture(tmp_path: Path, runs: dict, exp: str = "digits", dataset: str = "digits",
-            arch: str = "preact_resnet8") -> tuple[list[dict], list[dict], collect.Collected]:
-    """Metrics files for {(method, T): {seed: changes}}; changes: acc (%), rates (%), sweep."""
+            arch: str = "preact_resnet8", specs: dict | None = None
+            ) -> tuple[list[dict], list[dict], collect.Collected]:
+    """Metrics files for {(method, T): {seed: changes}}; changes: acc (%), rates (%), sweep;
+    `specs`: plug-ins' MethodSpecs (the built-ins' come from the registry)."""
     rng, cells = random.Random(0), []
     for (method, T), seeds in runs.items():
         for seed, change in seeds.items():
@@ -56,7 +60,9 @@ def fixture(tmp_path: Path, runs: dict, exp: str = "digits", dataset: str = "dig
     methods = list(dict.fromkeys(m for m, _ in runs))
     experiments = [{"name": exp, "title": exp, "dataset": dataset, "archs": [arch],
                     "methods": methods, "firing_rates": [m for m in methods
-                                                         if m.startswith("dsr-")]}]
+                                                         if m.startswith("dsr-")],
+                    "specs": {m: (specs or {})[m].to_dict() if m in (specs or {})
+                              else registry.spec(m).to_dict() for m in methods}}]
     return cells, experiments, collect.collect(cells, experiments, strict=False)
 
 
@@ -93,6 +99,21 @@ def test_t_interval_matches_a_paired_t_test() -> None:
     assert mean == pytest.approx(1.45) and (lo, hi) == pytest.approx((ci.low, ci.high))
 
 
+def test_a_plug_in_of_the_category_is_compared_under_its_declared_name(tmp_path: Path) -> None:
+    """Claims choose comparators by category (versus_category), so an out-of-tree
+    surrogate-gradient method is one of them, shown by the name its class declares."""
+    plug = MethodSpec("tri-sg", "my_methods:TriSG", "Triangle SG", "surrogate gradient")
+    built = fixture(tmp_path, {
+        ("dsr-if", 2): {s: {"acc": 80 + s} for s in range(3)},
+        ("sg-bptt", 2): {s: {"acc": 70 + s} for s in range(3)},
+        ("tri-sg", 2): {s: {"acc": 90 + s} for s in range(3)}}, specs={"tri-sg": plug})
+    names.use_specs(built[1])
+    v = verdict("dsr-if-beats-sg-low-t", REDUCED, built)
+    assert v.verdict == "fails"  # the plug-in beats DSR here
+    assert any(e.startswith("T=2 DSR (IF) − Triangle SG: -10.00 pp") for e in v.evidence)
+    assert names.display("tri-sg") == "Triangle SG"
+
+
 @pytest.mark.parametrize(("accs", "expected"), [
     ({0: (80, 70), 1: (82, 71), 2: (79, 70)}, "holds"),
     ({0: (70, 80), 1: (71, 82), 2: (70, 79)}, "fails"),
@@ -108,7 +129,8 @@ def test_relative_claim_is_judged_on_paired_seeds(tmp_path: Path, accs: dict,
         ("sg-bptt", 8): {0: {"acc": 90}}})
     v = verdict("dsr-if-beats-sg-low-t", REDUCED, built)
     assert v.verdict == expected
-    assert "T=8" not in " ".join(v.evidence) and "TET: not in this configuration" in v.evidence
+    # compared with the experiment's surrogate-gradient methods (only BPTT here), not above T = 5
+    assert "T=8" not in " ".join(v.evidence) and len(v.evidence) == 1
     if len(accs) == 1:
         assert "one seed: no interval" in v.evidence[-1] and v.reason == "one seed: no interval"
     else:

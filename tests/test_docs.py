@@ -178,7 +178,7 @@ def test_config_tutorial_runs_through_the_workflow(tmp_path: Path) -> None:
         tables / "MISSING.md").read_text()
     slope = (tables / "bars_slope.md").read_text()
     for value in (2, 10, 50):
-        assert f"| superspike, slope = {value} | surrogate gradient | PreAct-ResNet-8 | 4 | 2/2 |" \
+        assert f"| SuperSpike, slope = {value} | surrogate gradient | PreAct-ResNet-8 | 4 | 2/2 |" \
             in slope
     assert len(list((tmp_path / "results").rglob("metrics.json"))) == 12  # the header's count
 

@@ -12,7 +12,7 @@ from dsr import registry
 from dsr.config import ConfigError
 from dsr.resolve import resolve
 from pipeline.configs import load_config
-from pipeline.grid import CONVERSION_SOURCES, Grid, check_config
+from pipeline.grid import Grid, check_config
 from tests.experiments import experiment
 
 
@@ -22,11 +22,17 @@ def config(*experiments: dict, **top) -> dict:
     return check_config(copy.deepcopy(cfg), ROOT)
 
 
-def test_conversion_source_map_matches_the_methods() -> None:
-    for method, source in CONVERSION_SOURCES.items():
-        assert registry.get(method).source_method == source
-    assert {k for k in registry.METHODS if registry.get(k).source_method is not None} == set(
-        CONVERSION_SOURCES)
+def test_every_built_in_class_takes_its_facts_from_its_spec() -> None:
+    """One home: a registered class's name, category and conversion source are its spec's."""
+    for key, spec in registry.METHODS.items():
+        cls = registry.get(key)
+        assert (cls.name, cls.category, cls.source_method) == (spec.name, spec.category,
+                                                               spec.source)
+    grid = Grid(config(experiment(methods=["dsr-if", "ann", "conversion", "qcfs"],
+                                  firing_rates=[], per_method={"ann": {"time_steps": [1]}})))
+    assert grid.conversion == {"conversion": "ann", "qcfs": "qcfs"}
+    (exp,) = grid.experiments()
+    assert exp["specs"]["conversion"]["category"] == "ANN-to-SNN conversion"
 
 
 def test_grid_is_archs_x_methods_x_steps_x_seeds_with_one_cell_each() -> None:

@@ -87,7 +87,8 @@ class SuperSpike(Method):
     """The plug-in: every architecture is built from `neuron_factory()`."""
 
     key = "superspike"  # must equal the key it is registered under
-    category = "surrogate gradient"  # the table's grouping
+    name = "SuperSpike"  # what tables, legends and claims show (default: the key)
+    category = "surrogate gradient"  # the table's grouping; claims compare by it
     neuron = "LIF"  # recorded in metrics.json
     # the usual surrogate-gradient readout: no neuron after the global average pool and none on
     # the output, so the logits are the time-mean of the last linear layer's outputs

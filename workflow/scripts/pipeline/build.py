@@ -20,7 +20,7 @@ from typing import TextIO
 import pandas as pd
 
 from dsr.results import ResultError, atomic_write_text
-from pipeline import tuning
+from pipeline import names, tuning
 from pipeline.claims import claims_files
 from pipeline.collect import Collected, collect
 from pipeline.published import load_published
@@ -38,6 +38,7 @@ class Tables:
 def build_tables(params, published: str | Path, strict: bool) -> Tables:
     """Tables, claims, runs.csv and MISSING.md of one configuration (`params`: the rule's
     Snakemake params: name, cells, experiments, outputs, claims)."""
+    names.use_specs(params.experiments)
     pub = load_published(published)
     col = collect(params.cells, params.experiments, strict=strict)
     # runs.csv lists every run; the tables, figures and claims show a tuned experiment's

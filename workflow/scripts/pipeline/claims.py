@@ -28,6 +28,7 @@ VERDICTS = ("holds", "fails", "inconclusive", "not run", "not comparable")
 # kinds judged under the tuned ruleset too, where the configuration maps a tuned experiment
 TUNED_KINDS = ("relative",)
 REQUIRED = ("id", "statement", "source", "kind", "runs")
+COMPARING = ("relative", "latency", "memory")  # kinds that need versus or versus_category
 
 
 def load_claims(path: str | Path) -> list[dict]:
@@ -46,6 +47,10 @@ def load_claims(path: str | Path) -> list[dict]:
         if claim["kind"] not in CLAIM_KINDS:
             raise ResultError(f"{where}: kind {claim['kind']!r}; use one of "
                               f"{', '.join(CLAIM_KINDS)}")
+        if claim["kind"] in COMPARING and not (claim.get("versus")
+                                               or claim.get("versus_category")):
+            raise ResultError(f"{where}: a {claim['kind']} claim compares with something; give "
+                              "it versus (method keys) or versus_category")
         if claim["id"] in seen:
             raise ResultError(f"{where}: id used twice; give each claim its own id")
         seen.add(claim["id"])

@@ -21,7 +21,7 @@ import seaborn as sns
 
 from pipeline import cost, tuning
 from pipeline.draw import finish, label_points, note, palette, panels, save, seed_counts
-from pipeline.names import display, row_key
+from pipeline.names import display, row_key, use_specs
 from pipeline.published import published_for
 from pipeline.style import (
     RATE_LABEL,
@@ -287,6 +287,7 @@ def render_figures(experiments: list[dict], outputs: dict, runs: pd.DataFrame,
 def render_from_csv(experiments: list[dict], outputs: dict, published: pd.DataFrame,
                     band: dict | None = None) -> None:
     """Every figure, from the runs.csv and firing-rate CSVs the tables step wrote."""
+    use_specs(experiments)
     runs = tuning.view(pd.read_csv(outputs["runs_csv"]), experiments)
     rates = {e["name"]: pd.read_csv(outputs["experiments"][e["name"]]["firing_rates"]["csv"])
              for e in experiments if e["firing_rates"]}

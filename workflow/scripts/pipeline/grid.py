@@ -3,19 +3,18 @@ of each table and every output path. Pure Python (no Snakemake globals), so test
 from a config dict; workflow/rules/common.smk turns it into rule inputs and wildcard lookups.
 
 Every experiment in the config is archs x methods x time_steps x seeds on one dataset
-(`per_method` changes one method's time steps, seeds, epochs, mode or overrides, or sweeps one of
-its parameters). Each run is resolved while the grid is planned, exactly as the trainer will
-resolve it (dsr.resolve: defaults, overrides, plug-ins imported), and its results folder is
+(`per_method` changes one method's time steps, seeds, epochs, mode or overrides, sweeps one of
+its parameters or tunes it: pipeline.sweeps, pipeline.tuning). Each run is resolved while the
+grid is planned, exactly as the trainer will resolve it (dsr.resolve: defaults, overrides,
+plug-ins imported), and its results folder is
 {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{config_hash}/: the readable cell,
 then the run's identity (dsr.config.identity). Two configurations, or a changed setting, never
 share a folder; experiments that ask for the same run share it (and its job).
 
-ANN-to-SNN conversion methods (CONVERSION_SOURCES) train nothing themselves: per (arch, seed)
-one job converts a trained model.pt and evaluates it up to the experiment's latency_sweep
-(T_max), at runs/.../{method}/T{T_max}/seed{seed}/{hash}/; its metrics hold every T of the
-table, and its identity includes the hash of the run it converts. The model comes from the `ann`
-run at T1 (conversion) or from QCFS's own quantised-ANN training at T1 (one per L); both write
-model.pt beside their metrics.json.
+ANN-to-SNN conversion methods (a spec with a `source`: Grid.conversion) train nothing: per
+(arch, seed) one job converts the source run's model.pt (`ann`, or QCFS's own quantised ANN, at
+T1) and evaluates it up to the experiment's latency_sweep T_max, at .../T{T_max}/...; its metrics
+hold every T of the table, and its identity includes the hash of the run it converts.
 """
 
 import dataclasses
@@ -29,6 +28,7 @@ from snakemake.utils import validate
 from dsr import datasets, registry
 from dsr.config import TRAINING_KEYS, ConfigError, format_value, sweep_points
 from dsr.resolve import add_plugin_paths, resolve
+from dsr.spec import MethodSpec
 from pipeline import sweeps, tuning
 
 SCHEMA = "workflow/schemas/config.schema.yaml"  # relative to the repository root
@@ -36,12 +36,8 @@ SCHEMA = "workflow/schemas/config.schema.yaml"  # relative to the repository roo
 RUN_PATTERN = "runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{hash}"
 # paper_tables/claims.yaml
 CLAIM_KINDS = ("absolute", "relative", "band", "latency", "depth", "memory")
-# Resources of a training job unless the config says otherwise (runtime in minutes).
-BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}
+BASE_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60, "gpu": 0}  # runtime: minutes
 FIGURE_KINDS = ("accuracy_vs_T", "pareto", "cost", "memory", "latency")
-# conversion method -> the method whose trained model.pt it converts (ConversionMethod
-# .source_method; tests/test_workflow.py checks the two agree)
-CONVERSION_SOURCES = {"conversion": "ann", "qcfs": "qcfs"}
 # T_max of the latency sweep when an experiment does not set latency_sweep
 LATENCY_SWEEP = {"digits": 64}
 LATENCY_SWEEP_DEFAULT = 256
@@ -118,11 +114,6 @@ class Run:
                 "points": list(self.points) if self.source else None}
 
 
-def validation(exp: dict) -> float | None:
-    """The val_fraction of a tuned experiment's runs (None: it does not tune)."""
-    return exp.get("validation", tuning.DEFAULT_VALIDATION) if tuning.tuned(exp) else None
-
-
 def merge_resources(*layers: dict | None) -> dict:
     out = dict(BASE_RESOURCES)
     for layer in layers:
@@ -146,6 +137,9 @@ class Grid:
         self.runs: dict[str, Run] = {}
         self.resources: dict[str, dict] = {}
         self.cells: list[dict] = []
+        # every method's spec (dsr.spec); conversion method -> whose model.pt it converts
+        self.specs: dict[str, MethodSpec] = {}
+        self.conversion: dict[str, str] = {}
         registered = set(registry.METHODS) | set(cfg["plugins"])
         names = [e["name"] for e in cfg["experiments"]]
         twice = sorted({n for n in names if names.count(n) > 1})
@@ -178,13 +172,23 @@ class Grid:
                     f"{where} names method {method!r}, which is not registered; registered: "
                     f"{', '.join(sorted(registered))}; add it to METHODS in dsr/registry.py "
                     f"or map it under plugins: ({method}: module:Class)")
+            self.specs[method] = self.spec(method, where)
+            if self.specs[method].source is not None:
+                self.conversion[method] = self.specs[method].source
         for field_name in ("per_method", "firing_rates"):
             stray = sorted(set(exp.get(field_name) or ()) - set(exp["methods"]))
             if stray:
                 raise ConfigError(f"{where}: {field_name} names {', '.join(stray)}, which is "
                                   "not in its methods list; add it there or remove it")
-        tuning.check(exp, set(CONVERSION_SOURCES))
-        sweeps.check(exp, set(CONVERSION_SOURCES))
+        tuning.check(exp, set(self.conversion))
+        sweeps.check(exp, set(self.conversion))
+
+    def spec(self, method: str, where: str) -> MethodSpec:
+        """The method's spec; a plug-in that does not import is one line."""
+        try:
+            return registry.spec(method, self.cfg["plugins"])
+        except registry.UnknownMethod as e:
+            raise ConfigError(f"{where}: {e}") from None
 
     def resolved(self, run: Run, exp: dict, source: Run | None = None) -> Run:
         """`run` with its identity, resolved exactly as `python -m dsr.run` will resolve it (a
@@ -207,7 +211,7 @@ class Grid:
         runs = []
         for arch in exp["archs"]:
             for method in exp["methods"]:
-                if method in CONVERSION_SOURCES:
+                if method in self.conversion:
                     continue  # expand_conversions
                 per = (exp.get("per_method") or {}).get(method, {})
                 sets = {**(exp.get("set") or {}), **(per.get("set") or {})}
@@ -220,7 +224,7 @@ class Grid:
                     variants = [(f"{param}={format_value(v)}", {**sets, param: v})
                                 for v in values]
                 if per.get("tune"):
-                    held = {**sets, "val_fraction": validation(exp)}
+                    held = {**sets, "val_fraction": tuning.validation(exp)}
                     variants = [(label, {**held, **values})
                                 for label, values in tuning.candidates(per["tune"])]
                 for T in per.get("time_steps", exp["time_steps"]):
@@ -259,7 +263,7 @@ class Grid:
     def expand_conversions(self, exp: dict) -> list[Run]:
         """Per (arch, seed) of each conversion method: the run that trains the model it converts
         (no table cell unless that method is listed itself) and the one conversion job."""
-        methods = [m for m in exp["methods"] if m in CONVERSION_SOURCES]
+        methods = [m for m in exp["methods"] if m in self.conversion]
         if not methods:
             return []
         where = f"config: experiment {exp['name']!r}: per_method"
@@ -280,7 +284,7 @@ class Grid:
         runs = []
         for method in methods:
             per = per_all.get(method, {})
-            source = CONVERSION_SOURCES[method]
+            source = self.conversion[method]
             own_sets, _ = settings(method)
             if source != method:
                 for key in ("epochs", "mode"):
@@ -352,7 +356,8 @@ class Grid:
         return [{"name": e["name"], "title": e.get("title", e["name"]), "dataset": e["dataset"],
                  "archs": e["archs"], "methods": e["methods"],
                  "firing_rates": e.get("firing_rates") or [],
-                 "tuned": tuning.tuned(e), "validation": validation(e),
+                 "tuned": tuning.tuned(e), "validation": tuning.validation(e),
+                 "specs": {m: self.specs[m].to_dict() for m in e["methods"]},
                  "sweeps": {m: next(iter(per["sweep"]))
                             for m, per in (e.get("per_method") or {}).items()
                             if per.get("sweep")}}
@@ -375,7 +380,7 @@ class Grid:
             figs = f"{self.tables}/figures/{exp['name']}"
             # the latency figure plots conversion sweeps: only where a conversion method is run
             kinds = [k for k in FIGURE_KINDS
-                     if k != "latency" or set(exp["methods"]) & set(CONVERSION_SOURCES)]
+                     if k != "latency" or set(exp["methods"]) & set(self.conversion)]
             entry = {"table": {ext: f"{stem}.{ext}" for ext in ("md", "tex", "csv")},
                      "cost": {ext: f"{stem}_cost.{ext}" for ext in ("md", "tex", "csv")},
                      "figures": {k: {ext: f"{figs}_{k}.{ext}" for ext in ("png", "pdf")}

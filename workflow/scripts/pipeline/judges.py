@@ -36,6 +36,7 @@ class Scope:
     archs: list[str]
     methods: list[str]  # the claim's methods (and versus / reference) this experiment trains
     absent: list[str]  # the claim's methods it does not train
+    versus: list[str]  # what the claim compares with: `versus`, then `versus_category`'s methods
 
 
 def _expected(cells: list[dict], exp: str, arch: str, method: str) -> dict[int, list[int]]:
@@ -60,11 +61,24 @@ def scope(claim: dict, block: dict, experiments: list[dict]) -> Scope | str:
     archs = [a for a in (arch_map.get(x, x) for x in runs["arch"]) if a in exp["archs"]]
     if not archs:
         return f"experiment `{name}` trains none of {', '.join(runs['arch'])}"
-    wanted = list(runs["methods"]) + list(claim.get("versus") or [])
+    versus = comparators(claim, exp)
+    wanted = list(runs["methods"]) + versus
     if claim.get("reference"):
         wanted.append(claim["reference"])
     return Scope(exp, archs, [m for m in wanted if m in exp["methods"]],
-                 [m for m in wanted if m not in exp["methods"]])
+                 [m for m in wanted if m not in exp["methods"]], versus)
+
+
+def comparators(claim: dict, exp: dict) -> list[str]:
+    """The methods a claim compares with: those it names (`versus`), then every method of the
+    experiment whose category (its spec's: a plug-in's too) is `versus_category`."""
+    versus = list(claim.get("versus") or [])
+    category = claim.get("versus_category")
+    if category:
+        specs = exp.get("specs") or {}
+        versus += [m for m in exp["methods"] if (specs.get(m) or {}).get("category") == category
+                   and m not in versus and m not in claim["runs"]["methods"]]
+    return versus
 
 
 def time_steps(claim: dict, configured: list[int]) -> list[int]:
@@ -171,8 +185,8 @@ def judge_relative(claim, sc, cells, col, published) -> Verdict:
     if a not in sc.methods:
         v.reason = f"{display(a)} is not trained here"
         return v
-    versus = [m for m in claim["versus"] if m in sc.methods]
-    v.evidence += [f"{display(m)}: not in this configuration" for m in claim["versus"]
+    versus = [m for m in sc.versus if m in sc.methods]
+    v.evidence += [f"{display(m)}: not in this configuration" for m in sc.versus
                    if m not in sc.methods]
     parts = []
     for arch in sc.archs:
@@ -263,7 +277,7 @@ def judge_latency(claim, sc, cells, col, published) -> Verdict:
                 continue
             target = float(got.mean())
             v.evidence.append(f"{display(a)} T={T}: {target:.2f} %")
-            for b in claim["versus"]:
+            for b in sc.versus:
                 if b not in sc.methods:
                     v.evidence.append(f"{display(b)}: not in this configuration")
                     continue
@@ -325,7 +339,7 @@ def judge_memory(claim, sc, cells, col, published) -> Verdict:
         return v
     for arch in sc.archs:
         for T in time_steps(claim, list(_expected(cells, exp, arch, a))):
-            for b in [m for m in claim["versus"] if m in sc.methods]:
+            for b in [m for m in sc.versus if m in sc.methods]:
                 if T not in _expected(cells, exp, arch, b):
                     continue
                 v.missing += _missing(cells, col, exp, arch, a, T)

@@ -15,6 +15,8 @@ import textwrap
 import matplotlib as mpl
 import seaborn as sns
 
+from dsr import registry
+
 DPI = 200  # PNG resolution; the PDF is vector
 FORMATS = ("png", "pdf")
 ACCURACY_LABEL = "test accuracy, best epoch (%)"
@@ -25,10 +27,8 @@ SPREAD = "mean ± sample standard deviation over seeds"  # what every error bar 
 
 # tab10, then Dark2 for the methods and plug-ins beyond ten (the first ten keep their colours)
 _PALETTE = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
-# fixed order: the registered methods, DSR first
-_FIXED = ["dsr-if", "dsr-lif", "sg-bptt", "tet", "plif", "conversion", "qcfs", "ann", "dspike",
-          "ottt", "sltt"]
-_COLOURS: dict[str, tuple] = dict(zip(_FIXED, _PALETTE, strict=False))
+# fixed colours: the built-in methods in their registry order (DSR first); plug-ins next
+_COLOURS: dict[str, tuple] = dict(zip(registry.METHODS, _PALETTE, strict=False))
 
 
 def accuracy_label(exp: dict) -> str:

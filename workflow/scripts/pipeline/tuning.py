@@ -33,6 +33,11 @@ def tuned(exp: dict) -> bool:
     return any(per.get("tune") for per in (exp.get("per_method") or {}).values())
 
 
+def validation(exp: dict) -> float | None:
+    """The val_fraction of a tuned experiment's runs (None: it does not tune)."""
+    return exp.get("validation", DEFAULT_VALIDATION) if tuned(exp) else None
+
+
 def candidates(tune: dict) -> list[tuple[str, dict]]:
     """(label, {param: value}) of every combination, in the order listed."""
     params = list(tune)
