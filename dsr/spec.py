@@ -26,9 +26,11 @@ class MethodSpec:
 
     @classmethod
     def of(cls, key: str, method_cls: type) -> MethodSpec:
-        """A plug-in's spec from its class attributes (its display name defaults to its key)."""
+        """A plug-in's spec from its class attributes. Its display name is the one its own class
+        declares, else its key (a subclass of a built-in does not inherit the built-in's name);
+        its category and conversion source may be inherited."""
         return cls(key, f"{method_cls.__module__}:{method_cls.__qualname__}",
-                   getattr(method_cls, "name", "") or key, method_cls.category or "plug-in",
+                   method_cls.__dict__.get("name") or key, method_cls.category or "plug-in",
                    method_cls.source_method)
 
     def to_dict(self) -> dict[str, Any]:
