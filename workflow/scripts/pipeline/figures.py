@@ -134,6 +134,11 @@ def pareto(exp: dict, runs: pd.DataFrame) -> plt.Figure:
                   "front of the points.")
 
 
+def category(exp: dict, method: str) -> str | None:
+    """The method's category, from its spec (Grid.experiments' `specs`)."""
+    return ((exp.get("specs") or {}).get(method) or {}).get("category")
+
+
 def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figure:
     """Accuracy vs time steps on a log axis: conversion sweeps as curves, trained methods as
     points, the ANN as a line (the latency story: accuracy at low T against T up to T_max)."""
@@ -154,7 +159,7 @@ def latency(exp: dict, runs: pd.DataFrame, published: pd.DataFrame) -> plt.Figur
                 ax.plot(s["T"], s["mean"], color=c, marker=".", label=f"{name} (sweep)")
                 ax.fill_between(s["T"], s["mean"] - s["std"].fillna(0),
                                 s["mean"] + s["std"].fillna(0), color=c, alpha=0.2, lw=0)
-            elif (s["T"] == 1).all() and method == "ann":
+            elif (s["T"] == 1).all() and category(exp, method) == "ANN":
                 ax.axhline(s["mean"].iloc[0], ls="--", color=c, label=name)
             else:
                 ax.errorbar(s["T"], s["mean"], yerr=s["std"].fillna(0), color=c, fmt="o",
