@@ -183,23 +183,20 @@ class Trainer:
         layers = method.spiking_layers(net)
         counter = M.SpikeCounter(layers)
         ops = M.SynOpsCounter(net, layers) if synops else None
-        correct = seen = 0
         with counter.attach(), ops.attach() if ops else contextlib.nullcontext():
-            for x, y in self.data.batches("test", t.eval_batch_size, device=self.device):
-                correct += int((method.logits(net, x).argmax(-1) == y).sum())
-                seen += len(y)
+            accuracy, seen = self.accuracy(net, method, "test")
         report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
-        return Evaluation(correct / max(1, seen), net, counter, report)
+        return Evaluation(accuracy, net, counter, report)
 
     @torch.no_grad()
-    def validation_accuracy(self, model: nn.Module, method: Method) -> float:
-        """Accuracy over the held-out validation split (val_fraction > 0)."""
-        net = method.inference_model(model, self.data).eval()
+    def accuracy(self, net: nn.Module, method: Method, split: str) -> tuple[float, int]:
+        """The accuracy of the evaluated network `net` over `split`, and how many samples it
+        saw (the test split, or the validation split held out with val_fraction > 0)."""
         correct = seen = 0
-        for x, y in self.data.batches("val", self.cfg.train.eval_batch_size, device=self.device):
+        for x, y in self.data.batches(split, self.cfg.train.eval_batch_size, device=self.device):
             correct += int((method.logits(net, x).argmax(-1) == y).sum())
             seen += len(y)
-        return correct / max(1, seen)
+        return correct / max(1, seen), seen
 
     def run_epoch(self, model: nn.Module, train_model: nn.Module, opt, sched,
                   progress: Progress, stop: StopFlag | None = None) -> Evaluation:
@@ -224,7 +221,7 @@ class Trainer:
         values = [("accuracy", acc), ("loss", loss), ("seconds", seconds), ("rate", total),
                   ("steps", steps), ("memory", peak), ("reserved", reserved)]
         if self.data.has_split("val"):
-            values.append(("val_accuracy", self.validation_accuracy(model, method)))
+            values.append(("val_accuracy", self.accuracy(last.net, method, "val")[0]))
         for key, value in values:
             progress.history.setdefault(key, []).append(value)  # older checkpoints lack some
         progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
