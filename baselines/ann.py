@@ -14,7 +14,7 @@ from dsr.method import Method
 
 
 class ANN(Method):
-    key, neuron, spiking = "ann", "ReLU", False
+    key, spiking = "ann", False
     output_neuron = False
 
     def neuron_factory(self) -> models.NeuronFactory:

@@ -37,7 +37,7 @@ class PLIFParams:
 
 
 class PLIF(SurrogateMethod):
-    key, neuron, Params = "plif", "PLIF", PLIFParams
+    key, Params = "plif", PLIFParams
 
     def node(self) -> nn.Module:
         p = self.p

@@ -5,25 +5,23 @@ QCFS function) with L quantisation levels, shift phi = 1/2 and one trainable cli
 (initialised to 8, the official code's; floor passes its gradient straight through). Conversion
 uses lam as the IF threshold with the membrane starting at lam / 2; with T = L and a constant
 input the SNN's mean output equals h exactly (the paper's zero expected conversion error).
-Defaults: L = 4 for CIFAR-scale data (the authors' CIFAR-10 command), L = 16 for ImageNet (the
-official ImageNet script's default). Head as `ann` (plain FC logits, no activation after it),
+L's defaults by dataset are the spec's (dsr.registry.METHODS: 4 for CIFAR-scale data, 16 for
+ImageNet). Head as `ann` (plain FC logits, no activation after it),
 and on ResNets no activation after the global average pool either (see `QCFS.pool_neuron`).
 Published results: paper_tables/published.csv.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from baselines.conversion import ConversionMethod
 from dsr import models
-from dsr.config import ConfigError, qcfs_levels
+from dsr.config import ConfigError
 
 
 def floor_ste(x: Tensor) -> Tensor:
@@ -49,7 +47,7 @@ class ClipFloorShift(nn.Module):
 
 @dataclass(frozen=True)
 class QCFSParams:
-    L: int = 4
+    L: int  # quantisation levels; the default is the spec's, by dataset
     lam: float = 8.0  # initial clip per layer
     phi: float = 0.5  # shift; 1/2 makes the expected conversion error zero
 
@@ -71,10 +69,6 @@ class QCFS(ConversionMethod):
     # at ln 10. (`conversion` keeps the neuron: its ReLU there is the identity on pooled ReLU
     # outputs, so its ANN is `ann`'s function.)
     pool_neuron = False
-
-    @classmethod
-    def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
-        return dataclasses.asdict(QCFSParams(L=qcfs_levels(dataset)))
 
     def neuron_factory(self) -> models.NeuronFactory:
         return functools.partial(ClipFloorShift, self.p.L, self.p.lam, self.p.phi)

@@ -39,13 +39,6 @@ PJ_PER_AC = 0.9
 PJ_PER_MAC = 4.6
 
 
-def qcfs_levels(dataset: str) -> int:
-    """QCFS's default quantisation levels L (here, torch-free, because L names its trained
-    ANN's results folder): 4 for CIFAR-scale data (the authors' CIFAR-10 command), 16 for
-    ImageNet (the official ImageNet script's default)."""
-    return 16 if dataset == "imagenet" else 4
-
-
 def sweep_points(T_max: int, extra) -> list[int]:
     """A conversion run's latency sweep: every power of two up to T_max, T_max and `extra`."""
     return sorted({2**k for k in range(T_max.bit_length())} | {T_max} | set(extra))

@@ -37,12 +37,17 @@ class Method:
     """Defaults: build `arch` from `neuron_factory()`, cross-entropy on `model(x)`, no pre-train."""
 
     key: ClassVar[str] = ""
-    # a built-in's name, category and source_method come from its spec (dsr.registry.METHODS,
-    # set in __init_subclass__); a plug-in declares them here (dsr.spec.MethodSpec.of)
+    # a built-in's name, category, neuron, modes, defaults and source_method come from its spec
+    # (dsr.registry.METHODS, set in __init_subclass__); a plug-in declares them here
+    # (dsr.spec.MethodSpec.of reads them)
     name: ClassVar[str] = ""  # what tables and legends show (default: the key)
     category: ClassVar[str] = ""  # table grouping (dsr.spec.CATEGORIES); claims compare by it
-    neuron: ClassVar[str] = ""  # recorded as metrics.json "neuron"
+    # recorded as metrics.json "neuron"; a method whose neuron is a hyperparameter overrides it
+    # with a property
+    neuron: ClassVar[str] = ""
     modes: ClassVar[tuple[str, ...]] = ("exact",)  # the first is the default
+    # hyperparameters by dataset key ("*": every dataset) over the Params' own defaults
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     spiking: ClassVar[bool] = True
     output_neuron: ClassVar[bool] = True  # the architectures' official head ends in a neuron
     pool_neuron: ClassVar[bool] = True  # ResNets: a neuron after the global average pool
@@ -56,6 +61,9 @@ class Method:
         spec = registry.METHODS.get(cls.__dict__.get("key", ""))
         if spec is not None and spec.target == f"{cls.__module__}:{cls.__qualname__}":
             cls.name, cls.category, cls.source_method = spec.name, spec.category, spec.source
+            cls.modes, cls.defaults = spec.modes, {k: dict(v) for k, v in spec.defaults.items()}
+            if "neuron" not in cls.__dict__:  # a property reads the run's own choice
+                cls.neuron = spec.neuron
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -64,8 +72,10 @@ class Method:
 
     @classmethod
     def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
-        """The paper's hyperparameters for this T and dataset (override for T-dependent ones)."""
-        return dataclasses.asdict(cls.Params())
+        """The paper's hyperparameters for this T and dataset: the Params' defaults under the
+        spec's `defaults` for the dataset (override for T-dependent ones)."""
+        per_dataset = {**cls.defaults.get("*", {}), **cls.defaults.get(dataset, {})}
+        return dataclasses.asdict(cls.Params(**per_dataset))
 
     def neuron_factory(self) -> models.NeuronFactory:
         raise NotImplementedError
@@ -181,8 +191,6 @@ class _ANNTwin(Method):
 
 
 class DSRMethod(Method):
-    modes = ("fast", "exact", "approx")
-
     def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
         """The ImageNet hybrid of the official code when ann_pretrain_epochs > 0: train the ReLU
         twin for that many epochs, set each layer's v_th from the 99.9th percentile of the twin's
@@ -214,7 +222,7 @@ class DSRMethod(Method):
 
 
 class DSRIF(DSRMethod):
-    key, neuron, Params = "dsr-if", "IF", DSRIFParams
+    key, Params = "dsr-if", DSRIFParams
 
     def v_th_for_clip(self, clip: float) -> float:
         return clip  # a = clamp(I_bar, 0, v_th)
@@ -226,7 +234,7 @@ class DSRIF(DSRMethod):
 
 
 class DSRLIF(DSRMethod):
-    key, neuron, Params = "dsr-lif", "LIF", DSRLIFParams
+    key, Params = "dsr-lif", DSRLIFParams
 
     @classmethod
     def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:

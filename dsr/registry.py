@@ -1,5 +1,5 @@
-"""Method registry: key -> MethodSpec (dsr.spec: class, display name, category, conversion
-source), the class imported lazily. One key everywhere (file, config, results path, table
+"""Method registry: key -> MethodSpec (dsr.spec: class, display name, category, neuron, modes,
+per-dataset defaults, conversion source), the class imported lazily. One key everywhere (file, config, results path, table
 row). Out-of-tree methods join through `plugins` ({key: "module:Class"}), which the CLI takes
 as `--plugin key=module:Class` and the workflow from its config.
 
@@ -14,20 +14,24 @@ import importlib
 from dsr.spec import MethodSpec
 
 # the built-in methods, DSR first; the order is their colours' (pipeline.style)
+DSR_MODES = ("fast", "exact", "approx")  # dsr.config.MODES; what each computes: README
 METHODS: dict[str, MethodSpec] = {s.key: s for s in (
-    MethodSpec("dsr-if", "dsr.method:DSRIF", "DSR (IF)", "ours"),
-    MethodSpec("dsr-lif", "dsr.method:DSRLIF", "DSR (LIF)", "ours"),
+    MethodSpec("dsr-if", "dsr.method:DSRIF", "DSR (IF)", "ours", "IF", DSR_MODES),
+    MethodSpec("dsr-lif", "dsr.method:DSRLIF", "DSR (LIF)", "ours", "LIF", DSR_MODES),
     MethodSpec("sg-bptt", "baselines.sg_bptt:SGBPTT", "Surrogate gradient (BPTT)",
-               "surrogate gradient"),
-    MethodSpec("tet", "baselines.tet:TET", "TET", "surrogate gradient"),
-    MethodSpec("plif", "baselines.plif:PLIF", "PLIF", "surrogate gradient"),
+               "surrogate gradient", "IF"),
+    MethodSpec("tet", "baselines.tet:TET", "TET", "surrogate gradient", "IF"),
+    MethodSpec("plif", "baselines.plif:PLIF", "PLIF", "surrogate gradient", "PLIF"),
     MethodSpec("conversion", "baselines.conversion:Conversion", "ANN-to-SNN conversion",
-               "ANN-to-SNN conversion", source="ann"),
-    MethodSpec("qcfs", "baselines.qcfs:QCFS", "QCFS", "ANN-to-SNN conversion", source="qcfs"),
-    MethodSpec("ann", "baselines.ann:ANN", "ANN (ReLU)", "ANN"),
-    MethodSpec("dspike", "baselines.dspike:DspikeBPTT", "Dspike", "surrogate gradient"),
-    MethodSpec("ottt", "baselines.ottt:OTTT", "OTTT", "online"),
-    MethodSpec("sltt", "baselines.sltt:SLTT", "SLTT", "online"),
+               "ANN-to-SNN conversion", "IF", source="ann"),
+    # L = 4 for CIFAR-scale data (the authors' CIFAR-10 command), 16 for ImageNet (the official
+    # ImageNet script's default)
+    MethodSpec("qcfs", "baselines.qcfs:QCFS", "QCFS", "ANN-to-SNN conversion", "IF",
+               defaults={"*": {"L": 4}, "imagenet": {"L": 16}}, source="qcfs"),
+    MethodSpec("ann", "baselines.ann:ANN", "ANN (ReLU)", "ANN", "ReLU"),
+    MethodSpec("dspike", "baselines.dspike:DspikeBPTT", "Dspike", "surrogate gradient", "LIF"),
+    MethodSpec("ottt", "baselines.ottt:OTTT", "OTTT", "online", "LIF"),
+    MethodSpec("sltt", "baselines.sltt:SLTT", "SLTT", "online", "LIF"),
 )}
 
 

@@ -23,11 +23,18 @@ def config(*experiments: dict, **top) -> dict:
 
 
 def test_every_built_in_class_takes_its_facts_from_its_spec() -> None:
-    """One home: a registered class's name, category and conversion source are its spec's."""
+    """One home: a registered class's name, category, neuron, modes, per-dataset defaults and
+    conversion source are its spec's; a run with default hyperparameters records the spec's
+    neuron, and resolution takes the spec's defaults (QCFS's L by dataset)."""
     for key, spec in registry.METHODS.items():
         cls = registry.get(key)
-        assert (cls.name, cls.category, cls.source_method) == (spec.name, spec.category,
-                                                               spec.source)
+        assert (cls.name, cls.category, cls.source_method, cls.modes, cls.defaults) == (
+            spec.name, spec.category, spec.source, spec.modes, spec.defaults)
+        cfg, method_cls = resolve(key, "digits", 4, 0)
+        assert method_cls(cfg).neuron == spec.neuron and cfg.mode == spec.modes[0]
+    assert resolve("qcfs", "cifar10", 4, 0)[0].params["L"] == 4
+    assert resolve("qcfs", "imagenet", 4, 0)[0].params["L"] == 16
+    assert resolve("qcfs", "imagenet", 4, 0, overrides={"L": "8"})[0].params["L"] == 8
     grid = Grid(config(experiment(methods=["dsr-if", "ann", "conversion", "qcfs"],
                                   firing_rates=[], per_method={"ann": {"time_steps": [1]}})))
     assert grid.conversion == {"conversion": "ann", "qcfs": "qcfs"}
