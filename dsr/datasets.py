@@ -4,9 +4,12 @@ workflow can check names). One key everywhere (CLI, config, results path, table 
 A dataset class has one method, `load(self, root, options) -> dsr.data.Dataset`: root is the
 `data_root` setting (None: the dataset's default folder), options a `dsr.data.LoadOptions`; the
 class is built with no arguments. It may declare `defaults`, a dict of run defaults as in
-dsr.config.DATASET_DEFAULTS (`arch` plus TrainConfig fields), and `key` (then it must equal its
-registry key). Out-of-tree datasets join through `plugins` ({key: "module:Class"}), which the CLI
-takes as `--dataset-plugin key=module:Class` and the workflow from its `dataset_plugins:` config.
+dsr.config.DATASET_DEFAULTS (`arch` plus TrainConfig fields), `Params`, a frozen dataclass of
+its own settings (defaults in its fields, checks in `__post_init__`, set with `--set` like a
+method's, recorded as the run's `data_params`; `options.params` is the resolved instance), and
+`key` (then it must equal its registry key). Out-of-tree datasets join through `plugins`
+({key: "module:Class"}), which the CLI takes as `--dataset-plugin key=module:Class` and the
+workflow from its `dataset_plugins:` config.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ def get(key: str, plugins: dict[str, str] | None = None) -> type:
     if not callable(getattr(cls, "load", None)):
         raise UnknownDataset(f"dataset class {target} has no load(root, options) method")
     return cls
+
+
+def params(cls: type) -> type:
+    """A dataset class's settings dataclass (`Params`; none: dsr.data.core.NoParams)."""
+    from dsr.data.core import NoParams  # torch: only once a dataset class is imported
+
+    return getattr(cls, "Params", NoParams)
 
 
 def defaults(key: str, plugins: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Method registry: key -> MethodSpec (dsr.spec: class, display name, category, neuron, modes,
-per-dataset defaults, conversion source), the class imported lazily. One key everywhere (file, config, results path, table
-row). Out-of-tree methods join through `plugins` ({key: "module:Class"}), which the CLI takes
-as `--plugin key=module:Class` and the workflow from its config.
+per-dataset defaults, conversion source), the class imported lazily. One key everywhere (file,
+config, results path, table row). Out-of-tree methods join through `plugins`
+({key: "module:Class"}), which the CLI takes as `--plugin key=module:Class` and the workflow
+from its config.
 
 Importing this module imports no torch (the workflow reads `METHODS` while it plans the grid);
 `get` imports the method's module, and with it torch.

@@ -72,22 +72,24 @@ def resolve(method: str, dataset: str, time_steps: int, seed: int, *, arch: str 
     if epochs is not None:
         overrides["epochs"] = str(epochs)
     params_cls = method_cls.Params
-    known = {f.name for f in dataclasses.fields(TrainConfig)} | {
-        f.name for f in dataclasses.fields(params_cls)}
+    data_cls = datasets.params(datasets.get(dataset, dataset_plugins))
+    known = {f.name for cls in (TrainConfig, params_cls, data_cls) for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} for --set ({method}); valid "
-                          f"keys: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} for --set ({method} on "
+                          f"{dataset}); valid keys: {', '.join(sorted(known))}")
     train = train_config(dataset, time_steps, overrides, dataset_defaults)
     params = apply_overrides(params_cls, method_cls.default_params(time_steps, dataset),
                              overrides)
     params_cls(**params)  # validates types/values the method checks in __post_init__
+    data_params = apply_overrides(data_cls, dataclasses.asdict(data_cls()), overrides)
+    data_cls(**data_params)  # likewise the dataset's
     outside = {kind: table[key] for kind, key, table in
                (("method", method, plugins), ("dataset", dataset, dataset_plugins))
                if key in table}
     cfg = RunConfig(method=method, dataset=dataset, arch=arch, time_steps=time_steps,
-                    seed=seed, mode=mode, train=train, params=params, plugins=outside,
-                    source=source)
+                    seed=seed, mode=mode, train=train, params=params, data_params=data_params,
+                    plugins=outside, source=source)
     return cfg, method_cls
 
 

@@ -108,8 +108,7 @@ def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Datase
     t = cfg.train
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
-                         dvs_split=t.dvs_split, dvs_reader=t.dvs_reader, frames=t.frames,
-                         plugins=plugins)
+                         params=cfg.data_params, plugins=plugins)
     if t.val_fraction:
         data = data.with_validation(t.val_fraction)
     dsr_data.check_splits(data, cfg.dataset)
@@ -358,10 +357,6 @@ def train(trainer: Trainer, out: Path, state: State) -> Outcome:
                     raise
                 if dist.main:
                     checkpoint.save(ckpt_path, cfg, progress, model, opt, sched)
-                if t.fail_at_epoch is not None and progress.epoch == t.fail_at_epoch:
-                    raise TrainingError(f"fail_at_epoch={t.fail_at_epoch} reached (a deliberate "
-                                        "failure for testing retries); remove the setting to "
-                                        "train normally")
     except Diverged as e:
         return Outcome(model, None, progress.history, e)
     if last is None:  # resumed after the last epoch's checkpoint

@@ -14,6 +14,7 @@ event is not counted), both polarities, raw counts, cached as float16 through ds
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tonic import datasets as tonic_datasets
 from tonic.io import read_mnist_file
 from tonic.transforms import ToFrame
 
+from dsr.config import ConfigError
 from dsr.data import DataError, DataInfo, Dataset, LoadOptions, cached
 
 SENSOR = tonic_datasets.NMNIST.sensor_size  # (34, 34, 2): width, height, polarities
@@ -42,8 +44,17 @@ def frames_of(path: Path, frames: int) -> np.ndarray:
     return ToFrame(sensor_size=SENSOR, n_time_bins=frames)(events)
 
 
+@dataclass(frozen=True)
+class NMNISTParams:
+    frames: int = 20  # time bins per recording (`--set frames=10`)
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ConfigError(f"frames must be >= 1, got {self.frames}")
+
+
 class NMNIST:
-    key = "nmnist"
+    key, Params = "nmnist", NMNISTParams
     # run defaults (not tuned): a small network, as for the embedded digits set
     defaults = dict(arch="preact_resnet8", epochs=20, batch_size=64, optimizer="sgd", lr=0.1,
                     warmup_iters=20)
@@ -67,13 +78,13 @@ class NMNIST:
         listing = "\n".join(f"{p.relative_to(root)} {p.stat().st_size}"
                             for by_class in files.values() for ps in by_class.values()
                             for p in ps)
-        key = {"source": str(root.resolve()), "frames": options.frames,
+        key = {"source": str(root.resolve()), "frames": options.params.frames,
                "files": hashlib.sha1(listing.encode()).hexdigest()}
 
         def build() -> dict:
             out: dict = {"classes": list(files["train"])}
             for split, by_class in files.items():
-                x = [frames_of(p, options.frames) for ps in by_class.values() for p in ps]
+                x = [frames_of(p, options.params.frames) for ps in by_class.values() for p in ps]
                 out[f"{split}_x"] = torch.from_numpy(np.stack(x)).half()  # [N, T, 2, 34, 34]
                 out[f"{split}_y"] = torch.tensor(
                     [c for c, ps in enumerate(by_class.values()) for _ in ps])
@@ -87,12 +98,12 @@ class NMNIST:
             in_channels=2,
             image_size=SENSOR[0],
             sequence=True,
-            frames=options.frames,
+            frames=options.params.frames,
             split=None,
             train_size=len(splits["train"][1]),
             test_size=len(splits["test"][1]),
             source=str(root),
-            preprocessing=f"tonic ToFrame n_time_bins={options.frames}, raw event counts",
+            preprocessing=f"tonic ToFrame n_time_bins={options.params.frames}, raw event counts",
         )
         return Dataset(info, splits, scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), pad=0,
                        flip=False)

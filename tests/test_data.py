@@ -465,7 +465,7 @@ def test_failed_cache_write_leaves_nothing(tmp_path: Path):
 
 
 def test_dvs_frames_split_and_labels(dvs_root: Path, tmp_path: Path):
-    ds = data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", frames=4)
+    ds = data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", params={"frames": 4})
     info = ds.info
     assert (info.num_classes, info.in_channels, info.image_size, info.frames) == (3, 2, 48, 4)
     assert info.sequence and info.split == "first900"
@@ -486,8 +486,8 @@ def test_dvs_frames_split_and_labels(dvs_root: Path, tmp_path: Path):
         )
 
     last = data.load(
-        "cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", frames=4, dvs_split="last900"
-    )
+        "cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache",
+        params={"frames": 4, "dvs_split": "last900"})
     assert last.info.split == "last900" and (last.info.train_size, last.info.test_size) == (30, 3)
     x0, _ = next(last.batches("test", 3))
     row, col = dvs_block(1, 0)
@@ -496,7 +496,7 @@ def test_dvs_frames_split_and_labels(dvs_root: Path, tmp_path: Path):
 
 
 def test_dvs_train_batches_and_sharding(dvs_root: Path, tmp_path: Path):
-    ds = data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", frames=4)
+    ds = data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", params={"frames": 4})
     single = list(ds.batches("train", 8, epoch=2))
     shards = [list(ds.batches("train", 8, epoch=2, rank=r, world_size=2)) for r in range(2)]
     assert sum(len(y) for _, y in single) == 30
@@ -516,8 +516,8 @@ def test_dvs_zip_layout_reads_like_extracted(dvs_root: Path, tmp_path: Path):
         with zipfile.ZipFile(zipped / "download" / f"{name}.zip", "w") as z:
             for f in (dvs_root / "extract" / name).iterdir():
                 z.write(f, f"{name}/{f.name}")
-    a = data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", frames=4)
-    b = data.load("cifar10_dvs", zipped, cache_dir=tmp_path / "cache", frames=4)
+    a = data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", params={"frames": 4})
+    b = data.load("cifar10_dvs", zipped, cache_dir=tmp_path / "cache", params={"frames": 4})
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
     assert not list((tmp_path / "cache").glob("*unzip*")), "temporary extraction removed"
     for split in ("train", "test"):
@@ -529,11 +529,11 @@ def test_dvs_zip_layout_reads_like_extracted(dvs_root: Path, tmp_path: Path):
 @pytest.mark.parametrize("frames", [4, 20])  # 64 events per file: 20 frames leave 4 over
 def test_dvs_readers_agree(dvs_root: Path, tmp_path: Path, frames: int):
     cache = tmp_path / "cache"
-    tonic = data.load("cifar10_dvs", dvs_root, cache_dir=cache, frames=frames)
+    tonic = data.load("cifar10_dvs", dvs_root, cache_dir=cache, params={"frames": frames})
     before = set(cache.iterdir())
     sj = data.load(
-        "cifar10_dvs", dvs_root, cache_dir=cache, frames=frames, dvs_reader="spikingjelly"
-    )
+        "cifar10_dvs", dvs_root, cache_dir=cache,
+        params={"frames": frames, "dvs_reader": "spikingjelly"})
     assert len(before) == 1 and len(set(cache.iterdir()) - before) == 1, "one cache per reader"
     (tonic_file,), (sj_file,) = before, set(cache.iterdir()) - before
     a, b = (torch.load(f, weights_only=True) for f in (tonic_file, sj_file))
@@ -587,9 +587,10 @@ def test_dvs_events_np_layout_reads_like_aedat(dvs_root: Path, tmp_path: Path):
         for f in (dvs_root / "extract" / name).iterdir():
             np.savez(converted / "events_np" / name / f"{f.stem}.npz", **_load_origin_data(f))
     cache = tmp_path / "cache"
-    ref = data.load("cifar10_dvs", dvs_root, cache_dir=cache, frames=4)
+    ref = data.load("cifar10_dvs", dvs_root, cache_dir=cache, params={"frames": 4})
     for reader in data.DVS_READERS:
-        ds = data.load("cifar10_dvs", converted, cache_dir=cache, frames=4, dvs_reader=reader)
+        ds = data.load("cifar10_dvs", converted, cache_dir=cache,
+                       params={"frames": 4, "dvs_reader": reader})
         assert ds.info.source.endswith("events_np")
         for split in ("train", "test"):
             assert all(torch.equal(u, v) for u, v in zip(ref._splits[split], ds._splits[split],
@@ -635,11 +636,11 @@ def test_dvs_malformed_file_names_the_file(tmp_path: Path, reader: str, damage: 
     root = tmp_path / "dvs"
     (root / "extract" / "bird").mkdir(parents=True)
     write_aedat(root / "extract" / "bird" / "cifar10_bird_0.aedat", 0, 0)
-    data.load("cifar10_dvs", root, cache_dir=cache, frames=4, dvs_reader=reader)
+    data.load("cifar10_dvs", root, cache_dir=cache, params={"frames": 4, "dvs_reader": reader})
     cached = {f: f.read_bytes() for f in cache.iterdir()}
     bad = write_bad_dvs(root / "extract" / "airplane", damage)
     with pytest.raises(DataError) as err:
-        data.load("cifar10_dvs", root, cache_dir=cache, frames=4, dvs_reader=reader)
+        data.load("cifar10_dvs", root, cache_dir=cache, params={"frames": 4, "dvs_reader": reader})
     msg = str(err.value)
     assert "\n" not in msg and str(bad) in msg
     if damage == "no-events":
@@ -656,7 +657,7 @@ def test_dvs_empty_class_folder(tmp_path: Path):
         write_aedat(root / "extract" / name / f"cifar10_{name}_0.aedat", 0, 0)
     (root / "extract" / "cat").mkdir()
     with pytest.raises(DataError) as err:
-        data.load("cifar10_dvs", root, cache_dir=tmp_path / "cache", frames=4)
+        data.load("cifar10_dvs", root, cache_dir=tmp_path / "cache", params={"frames": 4})
     msg = str(err.value)
     assert "\n" not in msg and f"class folder {root / 'extract' / 'cat'} holds no .aedat" in msg
     assert "remove it or restore its files" in msg
@@ -665,12 +666,14 @@ def test_dvs_empty_class_folder(tmp_path: Path):
 
 def test_dvs_bad_reader_name(dvs_root: Path, tmp_path: Path):
     with pytest.raises(DataError, match="dvs_reader must be one of tonic, spikingjelly"):
-        data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", dvs_reader="aedat")
+        data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache",
+                  params={"dvs_reader": "aedat"})
 
 
 def test_dvs_bad_split_name(dvs_root: Path, tmp_path: Path):
     with pytest.raises(DataError, match="first900"):
-        data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache", dvs_split="random")
+        data.load("cifar10_dvs", dvs_root, cache_dir=tmp_path / "cache",
+                  params={"dvs_split": "random"})
 
 
 # ---- ImageNet (streamed) -----------------------------------------------------------------------

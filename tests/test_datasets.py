@@ -15,6 +15,7 @@ from test_data import DVS_CLASSES, DVS_FILES, dvs_block, write_aedat
 
 from dsr import data
 from dsr import run as cli
+from dsr.config import ConfigError
 from dsr.data import DataError
 
 TINY = ["--method", "dsr-if", "--time-steps", "2", "--epochs", "1", "--device", "cpu",
@@ -45,7 +46,7 @@ def test_cli_cifar10_dvs_with_either_reader(dvs_root: Path, tmp_path: Path, read
                      "--set", f"dvs_reader={reader}", "--out", str(out)])
     assert code == 0
     metrics = json.loads(out.read_text())
-    assert metrics["config"]["train"]["dvs_reader"] == reader
+    assert metrics["config"]["data_params"]["dvs_reader"] == reader
     assert metrics["data"]["preprocessing"].startswith(f"{reader} reader, 2 frames")
     assert (metrics["data"]["train_size"], metrics["data"]["test_size"]) == (30, 3)
     assert len(list((tmp_path / ".cache" / "data").glob("cifar10_dvs-*.pt"))) == 1
@@ -58,8 +59,9 @@ def test_dvs_reader_is_part_of_a_dvs_run_identity():
         return cli.resolve_args(args)[0].hash
 
     assert run_hash("cifar10_dvs", "tonic") != run_hash("cifar10_dvs", "spikingjelly")
-    # other datasets ignore the reader, so their identities (and results) are unchanged
-    assert run_hash("digits", "tonic") == run_hash("digits", "spikingjelly")
+    # the reader is CIFAR10-DVS's setting (its Params): another dataset refuses it
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) dvs_reader, frames for --set"):
+        run_hash("digits", "tonic")
 
 
 # ---- an out-of-tree dataset: N-MNIST through tonic --------------------------------------------
@@ -100,7 +102,7 @@ def dsr_run(*args: str, cache: Path) -> subprocess.CompletedProcess:
 
 
 def test_nmnist_plugin_decodes_its_format(nmnist_root: Path, tmp_path: Path):
-    ds = data.load("nmnist", nmnist_root, cache_dir=tmp_path, frames=3,
+    ds = data.load("nmnist", nmnist_root, cache_dir=tmp_path, params={"frames": 3},
                    plugins=dict([NMNIST_PLUGIN.split("=")]))
     info = ds.info
     assert (info.num_classes, info.in_channels, info.image_size, info.frames) == (3, 2, 34, 3)
@@ -151,7 +153,7 @@ def test_nmnist_bad_input_names_the_file(nmnist_root: Path, tmp_path: Path, dama
     shutil.copytree(nmnist_root, root)
     cache = tmp_path / "cache"
     plugins = dict([NMNIST_PLUGIN.split("=")])
-    data.load("nmnist", root, cache_dir=cache, frames=2, plugins=plugins)
+    data.load("nmnist", root, cache_dir=cache, params={"frames": 2}, plugins=plugins)
     before = {f: f.read_bytes() for f in cache.iterdir()}
     bad = root / "Train" / "1" / "00001.bin"
     if damage == "truncated":
@@ -162,6 +164,6 @@ def test_nmnist_bad_input_names_the_file(nmnist_root: Path, tmp_path: Path, dama
         bad = root / "Train" / "3"
         bad.mkdir()
     with pytest.raises(DataError) as err:
-        data.load("nmnist", root, cache_dir=cache, frames=2, plugins=plugins)
+        data.load("nmnist", root, cache_dir=cache, params={"frames": 2}, plugins=plugins)
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
     assert {f: f.read_bytes() for f in cache.iterdir()} == before

@@ -96,6 +96,26 @@ class Broken(SGBPTT):
         raise RuntimeError("a deliberate failure of every attempt")
 """
 
+# an out-of-tree method whose job dies in its second epoch's first step, after the first
+# epoch's checkpoint: a process that has evaluated (end of epoch 1) and then trains again; a
+# retry resumes at epoch 2, trains before it evaluates, and completes
+DIES_AFTER_EPOCH_1 = """from dsr.method import DSRIF
+
+
+class DiesAfterEpoch1(DSRIF):
+    key = "dies"
+    evaluated = False
+
+    def logits(self, model, x):
+        self.evaluated = True
+        return super().logits(model, x)
+
+    def train_step(self, model, x, y):
+        if self.evaluated:
+            raise RuntimeError("a deliberate failure after the first epoch's checkpoint")
+        return super().train_step(model, x, y)
+"""
+
 
 @pytest.fixture
 def workflow(tmp_path: Path) -> Workflow:
@@ -202,15 +222,21 @@ def test_failing_job_is_retried_then_reported(cluster: None, tmp_path: Path) -> 
 
 
 def test_retried_job_resumes_from_its_checkpoint(cluster: None, tmp_path: Path) -> None:
-    """A job that dies after its epoch checkpoint (fail_at_epoch) is retried by the profile and
-    the retry resumes from that checkpoint instead of training again."""
-    config = grid_config(tmp_path, ["dsr-if"], {"fail_at_epoch": 1})
+    """A job that dies after its epoch checkpoint is retried by the profile and the retry
+    resumes from that checkpoint instead of training again."""
+    (tmp_path / "dies_method.py").write_text(DIES_AFTER_EPOCH_1)
+    config = grid_config(tmp_path, ["dies"], plugins={"dies": "dies_method:DiesAfterEpoch1"})
+    cfg = yaml.safe_load(config.read_text())
+    cfg["experiments"][0]["epochs"] = 2
+    config.write_text(yaml.safe_dump(cfg))
     done, prefix = _snakemake(REPO, "reproduce_table", "--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     states = sorted(state for _, state in _sacct_jobs(prefix).values())
     assert states == ["COMPLETED", "FAILED"]
-    assert run_path(tmp_path, "dsr-if", 2).exists()
-    assert "resuming" in run_log(tmp_path, "dsr-if", 2).read_text()
+    metrics = json.loads(run_path(tmp_path, "dies", 2).read_text())
+    assert len(metrics["accuracy"]["per_epoch"]) == 2
+    log = run_log(tmp_path, "dies", 2).read_text()  # the retry's (a retry rewrites the log)
+    assert re.search(r"resuming .* at epoch 2, step 0", log), log
 
 
 def test_gpu_request_is_refused_at_submission(cluster: None, tmp_path: Path) -> None:

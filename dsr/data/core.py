@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,15 +53,17 @@ class DataInfo:
 
 
 @dataclass(frozen=True)
+class NoParams:
+    """The settings of a dataset that has none (a dataset class declares its own `Params`)."""
+
+
+@dataclass(frozen=True)
 class LoadOptions:
-    """What a dataset's `load(root, options)` is given besides its root (a plugin may ignore
-    what does not apply to it)."""
+    """What a dataset's `load(root, options)` is given besides its root."""
 
     download: bool  # fetch the data when it is missing
     cache_dir: Path  # where decoded tensors are cached (see `cached`)
-    frames: int  # event datasets: frames per sample
-    dvs_split: str  # cifar10_dvs: first900 | last900
-    dvs_reader: str  # cifar10_dvs: tonic | spikingjelly
+    params: Any  # the dataset class's own `Params` (e.g. CIFAR10-DVS's frames), resolved
     workers: int  # streamed datasets: DataLoader processes
 
 
@@ -286,14 +289,16 @@ class Dataset:
 # ---- loading: the registered class, then subsets ----------------------------------------------
 
 
-def builtin(key: str, loader: Callable[[Path, LoadOptions], Dataset]) -> type:
-    """A registered dataset class (dsr.datasets.DATASETS) around a loader of this package; the
-    loader gets the root folder: data_root when set, else the default <repo>/data/<key>."""
+def builtin(key: str, loader: Callable[[Path, LoadOptions], Dataset],
+            params: type = NoParams) -> type:
+    """A registered dataset class (dsr.datasets.DATASETS) around a loader of this package, with
+    its settings `params`; the loader gets the root folder: data_root when set, else the
+    default <repo>/data/<key>."""
 
     def load(root: str | Path | None, options: LoadOptions) -> Dataset:
         return loader(Path(root) if root is not None else REPO_ROOT / "data" / key, options)
 
-    return type(key, (), {"key": key, "defaults": DATASET_DEFAULTS[key],
+    return type(key, (), {"key": key, "defaults": DATASET_DEFAULTS[key], "Params": params,
                           "load": staticmethod(load)})
 
 
@@ -305,9 +310,7 @@ def load(
     cache_dir: str | Path | None = None,
     train_subset: int | None = None,
     test_subset: int | None = None,
-    dvs_split: str = "first900",
-    dvs_reader: str = "tonic",
-    frames: int = 20,
+    params: dict[str, Any] | None = None,
     workers: int | None = None,
     plugins: dict[str, str] | None = None,
 ) -> Dataset:
@@ -318,21 +321,19 @@ def load(
     train_subset=N keeps a class-balanced, seed-independent N-image training subset, test_subset=M
     an M-image test subset (the same M images for every run: reduced-scale runs that cannot afford
     the full test set).
-    dvs_split, dvs_reader and frames apply to cifar10_dvs, workers (DataLoader processes, default
-    min(8, cpus)) to imagenet.
+    `params` sets fields of the dataset class's `Params` (e.g. cifar10_dvs's frames, dvs_split,
+    dvs_reader; a run's resolved `data_params`); workers (DataLoader processes, default
+    min(8, cpus)) applies to imagenet.
     """
     try:
         cls = registry.get(name, plugins)
-    except registry.UnknownDataset as err:
-        raise DataError(str(err)) from None
-    if frames < 1:
-        raise DataError(f"{name}: frames must be a positive integer, got {frames}")
+        settings = registry.params(cls)(**(params or {}))
+    except (registry.UnknownDataset, ValueError, TypeError) as err:  # ConfigError: a ValueError
+        raise DataError(f"{name}: {one_line(err)}") from None
     opt = LoadOptions(
         download=download,
         cache_dir=Path(cache_dir or os.environ.get("DSR_CACHE_DIR") or REPO_ROOT / ".cache/data"),
-        frames=frames,
-        dvs_split=dvs_split,
-        dvs_reader=dvs_reader,
+        params=settings,
         workers=min(8, os.cpu_count() or 1) if workers is None else workers,
     )
     data = cls().load(Path(root) if root is not None else None, opt)

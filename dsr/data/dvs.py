@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsr.config import ConfigError
 from dsr.data.cache import cached
 from dsr.data.core import DataError, DataInfo, Dataset, LoadOptions, builtin, one_line, where
 from dsr.data.files import class_files, listing_digest, map_threads, natural_key
@@ -172,16 +174,27 @@ def _decode_dvs(files: dict[str, list[Path]], frames: int, reader: str) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class DVSParams:
+    """CIFAR10-DVS's settings (`--set` like a method's; a run records them as `data_params`)."""
+
+    frames: int = 20  # frames per sample, split by event count (supplement C.1)
+    dvs_split: str = "first900"  # first900 (paper) | last900 (many later papers)
+    dvs_reader: str = "tonic"  # events read and binned by tonic | spikingjelly (they agree)
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ConfigError(f"frames must be >= 1, got {self.frames}")
+        if self.dvs_split not in DVS_SPLITS:
+            raise ConfigError(f"dvs_split must be one of {', '.join(DVS_SPLITS)}, got "
+                              f"{self.dvs_split!r}")
+        if self.dvs_reader not in DVS_READERS:
+            raise ConfigError(f"dvs_reader must be one of {', '.join(DVS_READERS)}, got "
+                              f"{self.dvs_reader!r}")
+
+
 def _load_cifar10_dvs(root: Path, opt: LoadOptions) -> Dataset:
-    if opt.dvs_split not in DVS_SPLITS:
-        raise DataError(
-            f"cifar10_dvs: dvs_split must be one of {DVS_SPLITS}, not {opt.dvs_split!r}"
-        )
-    if opt.dvs_reader not in DVS_READERS:
-        raise DataError(
-            f"cifar10_dvs: dvs_reader must be one of {', '.join(DVS_READERS)}, not "
-            f"{opt.dvs_reader!r}"
-        )
+    p: DVSParams = opt.params
     found = _dvs_source(root)
     if found is None and opt.download:
         from spikingjelly.datasets.cifar10_dvs import CIFAR10DVS
@@ -207,7 +220,7 @@ def _load_cifar10_dvs(root: Path, opt: LoadOptions) -> Dataset:
 
     def build() -> dict:
         if layout != "zip":
-            return _decode_dvs(files, opt.frames, opt.dvs_reader)
+            return _decode_dvs(files, p.frames, p.dvs_reader)
         opt.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=opt.cache_dir, prefix="cifar10_dvs-unzip-") as tmp:
             by_class = {}
@@ -223,13 +236,13 @@ def _load_cifar10_dvs(root: Path, opt: LoadOptions) -> Dataset:
                 if not aedat:
                     raise DataError(f"cifar10_dvs: {z} holds no .aedat files; download it again")
                 by_class[z.stem] = aedat
-            return _decode_dvs(by_class, opt.frames, opt.dvs_reader)
+            return _decode_dvs(by_class, p.frames, p.dvs_reader)
 
-    key = {"source": str(folder.resolve()), "files": fingerprint, "frames": opt.frames}
-    if opt.dvs_reader != "spikingjelly":  # one cache file per reader; SpikingJelly's keeps its
-        key["reader"] = opt.dvs_reader  # earlier key, so caches built before stay valid
+    key = {"source": str(folder.resolve()), "files": fingerprint, "frames": p.frames}
+    if p.dvs_reader != "spikingjelly":  # one cache file per reader; SpikingJelly's keeps its
+        key["reader"] = p.dvs_reader  # earlier key, so caches built before stay valid
     content = cached("cifar10_dvs", key, opt.cache_dir, build)
-    test = _dvs_split(content["y"], content["pos"], opt.dvs_split)
+    test = _dvs_split(content["y"], content["pos"], p.dvs_split)
     x, y = content["x"], content["y"]
     splits = {"train": (x[~test], y[~test]), "test": (x[test], y[test])}
     info = DataInfo(
@@ -238,16 +251,16 @@ def _load_cifar10_dvs(root: Path, opt: LoadOptions) -> Dataset:
         in_channels=2,
         image_size=DVS_SIZE,
         sequence=True,
-        frames=opt.frames,
-        split=opt.dvs_split,
+        frames=p.frames,
+        split=p.dvs_split,
         train_size=int((~test).sum()),
         test_size=int(test.sum()),
         source=where(folder),
-        preprocessing=f"{opt.dvs_reader} reader, {opt.frames} frames split_by=number, resize 48 "
+        preprocessing=f"{p.dvs_reader} reader, {p.frames} frames split_by=number, resize 48 "
         "bilinear, crop48 pad4, "
         "no flip, raw event counts (no normalisation)",
     )
     return Dataset(info, splits, scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), pad=4, flip=False)
 
 
-CIFAR10DVS = builtin("cifar10_dvs", _load_cifar10_dvs)
+CIFAR10DVS = builtin("cifar10_dvs", _load_cifar10_dvs, DVSParams)

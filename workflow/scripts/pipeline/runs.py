@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from dsr import REPO_ROOT
-from dsr.config import ConfigError, RunConfig, TrainConfig
+from dsr.config import ConfigError, RunConfig
 from dsr.results import ResultError, read_metrics, write_metrics
 from pipeline.configs import load_config
 from pipeline.grid import Grid, check_config
@@ -82,11 +82,10 @@ def new_folder(results: Path, metrics: dict) -> tuple[Path, dict]:
     """Where a run recorded in the layout before run identity belongs, and its metrics with the
     conversion's `source` added (unchanged for a training run)."""
     config = dict(metrics["config"])
-    config["train"] = TrainConfig(**config["train"])
     converted = metrics.get("converted_from")
     if converted is not None:
         config["source"] = converted["config_hash"]
-    cfg = RunConfig(**config)
+    cfg = RunConfig.from_dict(config)
     folder = (results / "runs" / cfg.dataset / cfg.arch / cfg.method / f"T{cfg.time_steps}"
               / f"seed{cfg.seed}" / cfg.hash)
     if converted is None:
