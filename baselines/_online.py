@@ -31,6 +31,7 @@ from dsr.config import ConfigError
 from dsr.layers import SeqWrap, TimeSharedDropout
 from dsr.method import Method
 from dsr.models import NeuronFactory, steps
+from dsr.phase import Phase
 
 
 class OnlineNeuron(nn.Module):
@@ -118,15 +119,17 @@ def online_steps(model: nn.Module) -> Iterator[None]:
     _rest(mods)
     for m in stepping:
         m.online = True
-    for d in drops:  # its "represent" phase reuses the mask drawn by the first call
-        d.phase, d._mask = "represent", None
+    for d in drops:  # in the REPRESENT phase it reuses the mask drawn by the first call
+        d.phase = Phase.REPRESENT
+        d.reset_mask()
     try:
         yield
     finally:
         for m in stepping:
             m.online = False
         for d in drops:
-            d.phase, d._mask = "spike", None
+            d.phase = Phase.SPIKE
+            d.reset_mask()
         _rest(mods)
 
 

@@ -4,10 +4,11 @@ Every layer maps [T, B, ...] -> [T, B, ...]; a time length of 1 is a constant in
 layers fold time into batch; BatchNorm normalises over the merged T x B axis (supplement Eq. S10).
 
 exact mode: the T-step network under autograd; neurons apply the official DSR backward.
-fast mode (`fast_forward`): the T-step network runs once without saving activations ("record"),
-then the same modules run once more at batch B on representations ("represent"): synaptic layers
-are linear and time-invariant, so conv(mean_n o[n]) = mean_n conv(o[n]); each neuron returns its
-recorded representation carrying the DSR gradient. It gives exact mode's gradients (tests, float64).
+fast mode (`fast_forward`): the T-step network runs once without saving activations (phase RECORD,
+`dsr.phase`), then the same modules run again at batch B on representations (REPRESENT): synaptic
+layers are linear and time-invariant, so conv(mean_n o[n]) = mean_n conv(o[n]); each neuron returns
+its recorded representation carrying the DSR gradient. It gives exact mode's gradients (tests,
+float64).
 BatchNorm in training mode needs one thing more. The official backward hands every step the same
 gradient g_b, so BN's input gradient is (gamma/sigma)[g_b - mean(g) - x_hat[t, b] k] per channel,
 k = mean_{t,b}(g x_hat) (a scalar known at backward). The neurons below take a (weighted) sum over
@@ -22,14 +23,11 @@ cheaper, and equal to exact with BN in eval mode only.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PHASES = ("spike", "record", "represent")
+from dsr.phase import Phase, PhaseAware, phase
 
 
 class SeqWrap(nn.Module):
@@ -65,10 +63,8 @@ def flatten() -> SeqWrap:
     return SeqWrap(nn.Flatten())
 
 
-class TBatchNorm(nn.Module):
+class TBatchNorm(PhaseAware, nn.Module):
     """BatchNorm over merged time x batch (Eq. S10); channel dim 2 of [T, B, C, ...]."""
-
-    phase: str = "spike"
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
@@ -89,9 +85,9 @@ class TBatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         T, B = x.shape[:2]
-        if self.training and self.phase == "represent":
+        if self.training and self.phase is Phase.REPRESENT:
             return self._represent(x.flatten(0, 1)).unflatten(0, (T, B))
-        if self.training and self.phase == "record":
+        if self.training and self.phase is Phase.RECORD:
             return self._record(x).unflatten(0, (T, B))
         if self.training:
             self.num_batches_tracked += 1
@@ -198,14 +194,13 @@ class _BNRepresent(torch.autograd.Function):
         return (dz, sx, s, None, *dparams)
 
 
-class TimeSharedDropout(nn.Module):
+class TimeSharedDropout(PhaseAware, nn.Module):
     """Dropout with one mask for all time steps (SpikingJelly's layer.Dropout convention).
 
     The official code draws a new mask per time step; a shared mask keeps the representation
-    pass consistent with the spike pass (same mask in both), so exact and fast agree.
+    pass consistent with the spike pass (same mask in both), so exact and fast agree. In the
+    REPRESENT phase a call reuses the last call's mask (the first after `reset_mask` draws one).
     """
-
-    phase: str = "spike"
 
     def __init__(self, p: float):
         super().__init__()
@@ -218,31 +213,14 @@ class TimeSharedDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.phase != "represent" or self._mask is None:
+        if self.phase is not Phase.REPRESENT or self._mask is None:
             keep = torch.rand_like(x[:1]) >= self.p  # [1, B, ...], broadcast over T
             self._mask = keep.to(x.dtype) / (1 - self.p)
         return x * self._mask
 
-
-def phased_modules(model: nn.Module) -> Iterator[nn.Module]:
-    for m in model.modules():
-        if hasattr(m, "phase"):
-            yield m
-
-
-@contextlib.contextmanager
-def phase(model: nn.Module, name: str) -> Iterator[None]:
-    """Set every phase-aware module of `model` to `name` ("spike", "record", "represent")."""
-    if name not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {name!r}")
-    mods = list(phased_modules(model))
-    for m in mods:
-        m.phase = name
-    try:
-        yield
-    finally:
-        for m in mods:
-            m.phase = "spike"
+    def reset_mask(self) -> None:
+        """Forget the mask: the next call draws a new one, in any phase."""
+        self._mask = None
 
 
 def fast_forward(model: nn.Module, x: Tensor, coupling: bool = True) -> Tensor:
@@ -255,7 +233,7 @@ def fast_forward(model: nn.Module, x: Tensor, coupling: bool = True) -> Tensor:
     if not torch.is_grad_enabled():
         return model(x)
     record_pass(model, x, coupling)
-    with phase(model, "represent"):
+    with phase(model, Phase.REPRESENT):
         return model(x)
 
 
@@ -270,7 +248,7 @@ def record_pass(model: nn.Module, x: Tensor, coupling: bool = True) -> None:
     try:
         # grad mode on only so each BN sees the graph from the weights feeding it (neurons and
         # BN run without one); each BN consumes and frees its graph at once
-        with torch.set_grad_enabled(coupling), phase(model, "record"):
+        with torch.set_grad_enabled(coupling), phase(model, Phase.RECORD):
             model(x)
     finally:
         for m in bns:

@@ -30,14 +30,14 @@ from dsr.layers import (
     global_avg_pool,
     linear,
 )
+from dsr.phase import Phase, PhaseAware
 
 NeuronFactory = Callable[[], nn.Module]
 
 
-class SpikingNet(nn.Module):
+class SpikingNet(PhaseAware, nn.Module):
     """Base: input handling, the list of neuron layers, and the readout of the output layer."""
 
-    phase: str = "spike"
     static_input_dims = 4  # [B, C, H, W]; one more dim means a [T, B, ...] sequence
 
     def neurons(self) -> list[nn.Module]:
@@ -50,7 +50,7 @@ class SpikingNet(nn.Module):
             # repeats it T times: same outputs and gradients, but the first BN's running
             # variance takes the unbiased count of B*H*W samples, not T*B*H*W; README)
             return x.unsqueeze(0)
-        if self.phase == "represent":
+        if self.phase is Phase.REPRESENT:
             return x.mean(0, keepdim=True)  # the first layer is linear: conv(mean) = mean(conv)
         return x  # [T, B, C, H, W]
 

@@ -8,7 +8,8 @@ Representations (Eqs. 13-15): IF a = mean_n o[n];  LIF a = sum_n lam^(T-n) o[n] 
 Backward (Eq. 17, official code), G = sum_n dL/do[n] (IF) or T * lam-weighted mean of dL/do (LIF):
   IF:  dL/dI[n] = G/T 1[0 <= I_bar <= v_th];        dL/dv_th = sum G 1[I_bar > v_th]
   LIF: dL/dI[n] = G/(tau T) 1[0 < I_hat < v_th tau/dt]; dL/dv_th = k sum G 1[I_hat > v_th tau/dt]
-  with k = dt ("official", the author's choice) or 1/dt ("analytic").
+  with k = dt ("official", the author's choice) or 1/dt ("analytic"). `dsr_grad` is this rule,
+  written once: exact mode's autograd Functions and fast mode's REPRESENT phase both call it.
 Tensors are time-first [T, B, ...]. A current of time length 1 is a constant input: modules
 broadcast it over their T steps (direct encoding computes the first layer once).
 Deviation from the official code: backward saves the time-mean of the input, not all T steps
@@ -23,6 +24,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from dsr.phase import Phase, PhaseAware
 
 VthGrad = Literal["official", "analytic"]
 
@@ -109,24 +112,40 @@ def lif_vth_factor(dt: float, vth_grad: VthGrad) -> float:
     raise ValueError(f"vth_grad must be 'official' or 'analytic', got {vth_grad!r}")
 
 
+def lif_scales(dt: float, tau: float, vth_grad: VthGrad) -> tuple[float, float]:
+    """(input_scale, vth_scale) of `dsr_grad` for LIF: 1/tau and k (IF: 1 and 1)."""
+    return 1.0 / tau, lif_vth_factor(dt, vth_grad)
+
+
+def dsr_grad(
+    G: Tensor, pass_: Tensor, above: Tensor, input_scale: float = 1.0, vth_scale: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """The DSR backward (Eq. 17) from the summed output gradient G [B, ...] and the masks
+    (pass, above) of `if_masks` / `lif_masks`: returns dL/dI summed over the T steps,
+    input_scale G 1[pass] ([B, ...]; each step gets 1/T of it), and
+    dL/dv_th = sum vth_scale G 1[above] (0-dim). IF: both scales 1; LIF: `lif_scales`."""
+    return G * pass_ * input_scale, (G * vth_scale * above).sum()
+
+
+def _spread(grad_i: Tensor, grad_o: Tensor) -> Tensor:
+    # the official backward hands each of the T steps the same 1/T of the summed gradient
+    return (grad_i / grad_o.shape[0]).unsqueeze(0).expand_as(grad_o)
+
+
 def if_grad(grad_o: Tensor, i_bar: Tensor, v_th: Tensor) -> tuple[Tensor, Tensor]:
     """DSR-IF backward (Eq. 17 with Eq. 15): returns dL/dI [T, B, ...] and dL/dv_th (0-dim)."""
-    T = grad_o.shape[0]
-    G = grad_o.sum(0)
-    pass_, above = if_masks(i_bar, v_th)
-    grad_i = (G * pass_ / T).unsqueeze(0).expand_as(grad_o)
-    return grad_i, (G * above).sum()
+    grad_i, grad_v = dsr_grad(grad_o.sum(0), *if_masks(i_bar, v_th))
+    return _spread(grad_i, grad_o), grad_v
 
 
 def lif_grad(
     grad_o: Tensor, i_hat: Tensor, v_th: Tensor, dt: float, tau: float, vth_grad: VthGrad
 ) -> tuple[Tensor, Tensor]:
     """DSR-LIF backward as in the official code: G = T * weighted mean of dL/do (Eq. 17, 14)."""
-    T = grad_o.shape[0]
-    G = T * weighted_firing_rate(grad_o, dt, tau)
-    pass_, above = lif_masks(i_hat, v_th, dt, tau)
-    grad_i = (G * pass_ / (tau * T)).unsqueeze(0).expand_as(grad_o)
-    return grad_i, lif_vth_factor(dt, vth_grad) * (G * above).sum()
+    G = grad_o.shape[0] * weighted_firing_rate(grad_o, dt, tau)
+    masks = lif_masks(i_hat, v_th, dt, tau)
+    grad_i, grad_v = dsr_grad(G, *masks, *lif_scales(dt, tau, vth_grad))
+    return _spread(grad_i, grad_o), grad_v
 
 
 # ---- autograd Functions: only call the pure functions ------------------------------------------
@@ -159,6 +178,27 @@ class LIFSpike(torch.autograd.Function):
         return grad_i, grad_v.reshape(v_th.shape), None, None, None, None
 
 
+class DSRRepresent(torch.autograd.Function):
+    """Fast mode's REPRESENT phase of a DSR neuron at batch B: value the recorded rate `carrier`,
+    backward `dsr_grad` of the recorded masks; the gradient at batch B is exact mode's summed
+    output gradient G (the layers between neurons are linear: `dsr.layers`)."""
+
+    @staticmethod
+    def forward(ctx, z, v_th, carrier, pass_, above, input_scale, vth_scale):
+        ctx.save_for_backward(pass_, above)
+        ctx.scales, ctx.vth_shape = (input_scale, vth_scale), v_th.shape
+        # the value is the carrier up to rounding; computed as s + (carrier - s), s the rule's
+        # linear map, it rounds as the detach trick that this Function replaced (same outputs)
+        s = z * pass_ * input_scale + v_th * above * vth_scale
+        return s + (carrier - s)
+
+    @staticmethod
+    def backward(ctx, G: Tensor):
+        pass_, above = ctx.saved_tensors
+        grad_z, grad_v = dsr_grad(G, pass_, above, *ctx.scales)
+        return grad_z, grad_v.reshape(ctx.vth_shape), None, None, None, None, None
+
+
 # ---- functional entry points (public, stable API) ----------------------------------------------
 
 
@@ -183,16 +223,14 @@ def lif_spikes(
 # ---- modules -----------------------------------------------------------------------------------
 
 
-class DSRNeuron(nn.Module, abc.ABC):
+class DSRNeuron(PhaseAware, nn.Module, abc.ABC):
     """Base of the DSR neuron modules: a trainable scalar v_th projected to >= lower_bound.
 
-    `phase` is set by `dsr.layers.phase()`: "spike" runs T steps (autograd = exact DSR gradient);
-    "record" runs T steps and keeps what the representation pass needs; "represent" returns
-    the recorded representation carrying the DSR gradient at batch B (`dsr.layers.fast_forward`).
-    A subclass provides the hooks below; the base handles phases, projection and direct encoding.
+    Its phase (`dsr.phase`): SPIKE runs T steps (autograd = exact DSR gradient); RECORD runs T
+    steps and keeps what the representation pass needs; REPRESENT returns the recorded
+    representation carrying the DSR gradient at batch B (`dsr.layers.fast_forward`). A subclass
+    provides the hooks below; the base handles phases, projection and direct encoding.
     """
-
-    phase: str = "spike"
 
     def __init__(self, T: int, v_th: float, lower_bound: float, alpha: float):
         super().__init__()
@@ -224,12 +262,8 @@ class DSRNeuron(nn.Module, abc.ABC):
         """(pass, above) of the DSR backward from the input sequence x [T, B, ...]."""
 
     @abc.abstractmethod
-    def _input_scale(self) -> float:
-        """dL/dI summed over steps = G * pass * this (G: the summed output gradient)."""
-
-    @abc.abstractmethod
-    def _vth_scale(self) -> float:
-        """dL/dv_th = this * sum G * above."""
+    def _grad_scales(self) -> tuple[float, float]:
+        """(input_scale, vth_scale) of this neuron's `dsr_grad`."""
 
     @abc.abstractmethod
     def grad_time_weights(self) -> Tensor | None:
@@ -246,12 +280,12 @@ class DSRNeuron(nn.Module, abc.ABC):
         # projection before every use (spec section 1); through .data so a graph that saved v_th
         # in an earlier forward (two forwards, one backward) stays valid
         self.v_th.data.clamp_(min=self.lower_bound)
-        if self.phase == "represent":
+        if self.phase is Phase.REPRESENT:
             return self._represent(current)
         x = self._steps(current)
         if x.shape[0] != self.T:
             raise ValueError(f"{type(self).__name__} expects {self.T} time steps, got {x.shape[0]}")
-        if self.phase == "record":
+        if self.phase is Phase.RECORD:
             o = self._spike_nograd(x)
             pass_, above = self._masks(x)
             # the carrier is the plain rate: the official backward spreads G uniformly over time,
@@ -269,12 +303,12 @@ class DSRNeuron(nn.Module, abc.ABC):
         r = self._record
         if not r:
             raise RuntimeError("representation pass without a recorded spike pass")
-        s = z * r["pass"] * self._input_scale() + self.v_th * r["above"] * self._vth_scale()
-        return s + (r["carrier"].unsqueeze(0) - s).detach()
+        return DSRRepresent.apply(z, self.v_th, r["carrier"].unsqueeze(0), r["pass"], r["above"],
+                                  *self._grad_scales())
 
     def readout(self, o: Tensor) -> Tensor:
         """Network output from the last neuron layer's spikes: its representation [B, ...]."""
-        if self.phase == "represent":
+        if self.phase is Phase.REPRESENT:
             # value: the representation; gradient: c times the carrier's (c = 1 for IF)
             c = self.output_grad_scale()
             return c * o[0] + (self._record["rep"] - c * o[0]).detach()
@@ -304,11 +338,8 @@ class IFNeuron(DSRNeuron):
     def _masks(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return if_masks(x.mean(0), self.v_th.detach())
 
-    def _input_scale(self) -> float:
-        return 1.0
-
-    def _vth_scale(self) -> float:
-        return 1.0
+    def _grad_scales(self) -> tuple[float, float]:
+        return 1.0, 1.0
 
     def grad_time_weights(self) -> None:
         return None
@@ -352,11 +383,8 @@ class LIFNeuron(DSRNeuron):
         i_hat = weighted_firing_rate(x, self.dt, self.tau)
         return lif_masks(i_hat, self.v_th.detach(), self.dt, self.tau)
 
-    def _input_scale(self) -> float:
-        return 1.0 / self.tau
-
-    def _vth_scale(self) -> float:
-        return lif_vth_factor(self.dt, self.vth_grad)
+    def _grad_scales(self) -> tuple[float, float]:
+        return lif_scales(self.dt, self.tau, self.vth_grad)
 
     def grad_time_weights(self) -> Tensor:
         return lif_weights(self.T, self.dt, self.tau)

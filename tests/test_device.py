@@ -46,7 +46,7 @@ from baselines.dspike import DspikeSpike
 from dsr import data as dsr_data
 from dsr import registry
 from dsr.layers import _BNRecord, _BNRepresent
-from dsr.neuron import IFSpike, LIFNeuron, LIFSpike
+from dsr.neuron import DSRRepresent, IFSpike, LIFNeuron, LIFSpike
 from dsr.run import parser, resolve_args
 
 CUDA = torch.device("cuda", 0)
@@ -171,6 +171,10 @@ CASES = {  # every torch.autograd.Function subclass in dsr/ and baselines/, with
                                                torch.tensor(0.3, device=CUDA), 0.3, 0.05, 1.0,
                                                "official")),
     "dsr.layers._BNRepresent": (_BNRepresent, _bn_represent_inputs),
+    "dsr.neuron.DSRRepresent": (DSRRepresent, lambda: (
+        torch.randn(1, 4, 3, device=CUDA), torch.tensor(0.3, device=CUDA),
+        torch.rand(1, 4, 3, device=CUDA), torch.rand(4, 3, device=CUDA) > 0.5,
+        torch.rand(4, 3, device=CUDA) > 0.5, 1.0, 0.05)),
     "baselines.dspike.DspikeSpike": (DspikeSpike, lambda: (torch.randn(4, 3, device=CUDA), 3.0)),
 }
 

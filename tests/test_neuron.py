@@ -23,14 +23,19 @@ from torch import Tensor
 from dsr.neuron import (
     IFNeuron,
     LIFNeuron,
+    dsr_grad,
     firing_rate,
     if_forward,
+    if_masks,
     if_spikes,
     lif_forward,
+    lif_masks,
+    lif_scales,
     lif_spikes,
     lif_vth_factor,
     weighted_firing_rate,
 )
+from dsr.phase import Phase, phase
 
 F64 = torch.float64
 
@@ -268,6 +273,70 @@ def test_modules_use_the_same_rule(static: bool, gen: torch.Generator) -> None:
             grad_i, want_i.sum(0, keepdim=True) if static else want_i, rtol=1e-12, atol=1e-12
         )
         assert grad_v.item() == pytest.approx(want_v, rel=1e-10, abs=1e-12)
+
+
+RULES = {  # name -> (v_th, dt, tau, k) of the closed form; dt None: IF
+    "IF": (1.3, None, 1.0, 1.0),
+    "LIF-official": (0.3, 0.05, 1.0, 0.05),
+    "LIF-analytic": (0.3, 0.05, 1.0, 20.0),
+    "LIF-official-tau2": (0.3, 0.2, 2.0, 0.2),
+    "LIF-analytic-tau2": (0.3, 0.2, 2.0, 5.0),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_dsr_grad_matches_closed_form(rule: str, gen: torch.Generator) -> None:
+    """The shared backward from G and the masks: dL/dI summed over steps = G/tau 1[inside]
+    (IF: 0 <= I_bar <= v_th; LIF: 0 < I_hat < v_th tau/dt), dL/dv_th = k sum G 1[above]."""
+    v_th, dt, tau, k = RULES[rule]
+    top = v_th if dt is None else v_th * tau / dt
+    i_red = top * (3 * torch.rand(3, 8, generator=gen, dtype=F64) - 1)  # I_bar or I_hat
+    i_red[0, :3] = torch.tensor([0.0, top, top])  # on the boundaries
+    G = torch.randn(3, 8, generator=gen, dtype=F64)
+    vt = torch.tensor(v_th, dtype=F64)
+    if dt is None:
+        grad_i, grad_v = dsr_grad(G, *if_masks(i_red, vt))
+    else:
+        vth_grad = "official" if "official" in rule else "analytic"
+        grad_i, grad_v = dsr_grad(G, *lif_masks(i_red, vt, dt, tau), *lif_scales(dt, tau, vth_grad))
+    want_i, want_v = [], 0.0
+    for g, i in zip(G.flatten().tolist(), i_red.flatten().tolist(), strict=True):
+        inside = 0.0 <= i <= top if dt is None else 0.0 < i < top
+        want_i.append(g / tau if inside else 0.0)
+        want_v += k * g if i > top else 0.0
+    assert 0 < sum(x != 0 for x in want_i) < len(want_i) and want_v != 0
+    torch.testing.assert_close(grad_i, torch.tensor(want_i, dtype=F64).view(3, 8), rtol=1e-14,
+                               atol=0)
+    assert grad_v.shape == () and grad_v.item() == pytest.approx(want_v, rel=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["IF", "LIF-official", "LIF-analytic-tau2"])
+def test_represent_phase_uses_the_same_backward(rule: str, gen: torch.Generator) -> None:
+    """Fast mode's REPRESENT phase: value the recorded representation, gradient `dsr_grad` of
+    the recorded masks for the gradient G at batch B, bitwise."""
+    v_th, dt, tau, _ = RULES[rule]
+    if dt is None:
+        neuron = with_vth(IFNeuron(6), v_th)
+    else:
+        vth_grad = "official" if "official" in rule else "analytic"
+        neuron = with_vth(LIFNeuron(6, dt=dt, tau=tau, vth_grad=vth_grad), v_th)
+    top = v_th if dt is None else v_th * tau / dt
+    x = currents(6, (5, 4), -0.5 * top, 1.5 * top, gen)
+    with phase(neuron, Phase.RECORD):
+        o = neuron(x)
+    i_red = x.mean(0) if dt is None else weighted_firing_rate(x, dt, tau)
+    masks = if_masks(i_red, neuron.v_th.detach()) if dt is None else lif_masks(
+        i_red, neuron.v_th.detach(), dt, tau)
+    scales = (1.0, 1.0) if dt is None else lif_scales(dt, tau, vth_grad)
+    z = x.mean(0, keepdim=True).requires_grad_()  # [1, B, ...]
+    G = torch.randn(1, 5, 4, generator=gen, dtype=F64)
+    with phase(neuron, Phase.REPRESENT):
+        a = neuron(z)
+    torch.testing.assert_close(a[0], firing_rate(o), rtol=1e-14, atol=1e-14)
+    grad_z, grad_v = torch.autograd.grad(a, (z, neuron.v_th), G)
+    want_z, want_v = dsr_grad(G, *masks, *scales)
+    assert masks[0].any() and masks[1].any()
+    assert torch.equal(grad_z, want_z) and torch.equal(grad_v, want_v)
 
 
 # ---- 2. forward dynamics against a per-step loop -----------------------------------------------
