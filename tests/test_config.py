@@ -100,3 +100,5 @@ def test_dataset_settings_are_the_dataset_s_params_and_keep_earlier_hashes() -> 
         resolve("dsr-if", "digits", 4, 0, overrides={"frames": "10"})
     with pytest.raises(ConfigError, match="dvs_split must be one of first900, last900"):
         resolve("dsr-if", "cifar10_dvs", 4, 0, overrides={"dvs_split": "random"})
+    with pytest.raises(ConfigError, match="frames must be >= 1, got 0"):
+        resolve("dsr-if", "cifar10_dvs", 4, 0, overrides={"frames": "0"})

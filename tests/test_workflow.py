@@ -287,7 +287,7 @@ def test_plugin_is_resolved_at_planning(tmp_path: Path, target: str, module: str
     path.write_text(yaml.safe_dump(cfg))
     out = snakemake("-n", "--configfile", str(path))
     assert out.returncode != 0
-    expected = expected or "unknown key(s) learning_rate for --set (tri-sg)"
+    expected = expected or "unknown key(s) learning_rate for --set (tri-sg on digits)"
     assert any(expected in ln for ln in error_lines(out)), out.stderr[-2000:]
     assert "Job stats" not in out.stdout
 
