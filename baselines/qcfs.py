@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from baselines.conversion import ConversionMethod
 from dsr import models
 from dsr.config import ConfigError, qcfs_levels
+from dsr.stages import CONVERT, TRAIN_ANN, Stage
 
 
 def floor_ste(x: Tensor) -> Tensor:
@@ -75,6 +76,9 @@ class QCFS(ConversionMethod):
     @classmethod
     def default_params(cls, time_steps: int, dataset: str) -> dict[str, Any]:
         return dataclasses.asdict(QCFSParams(L=qcfs_levels(dataset)))
+
+    def stages(self) -> tuple[Stage, ...]:
+        return (TRAIN_ANN, CONVERT)
 
     def neuron_factory(self) -> models.NeuronFactory:
         return functools.partial(ClipFloorShift, self.p.L, self.p.lam, self.p.phi)

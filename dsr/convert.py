@@ -18,10 +18,12 @@ from dsr import metrics as M
 from dsr import preflight
 from dsr.config import TRAINING_KEYS, RunConfig, sweep_points
 from dsr.cost import peak_memory, sync
+from dsr.evaluate import Evaluation, evaluated
 from dsr.method import Method
 from dsr.provenance import started
-from dsr.record import Evaluation, diverged_record, final_metrics, run_provenance
+from dsr.record import diverged_record, final_metrics, run_provenance
 from dsr.results import remove_stale_temps, run_lock, write_metrics
+from dsr.stages import CONVERT
 from dsr.train import TrainingError, load_data, pick_device, set_seed
 
 MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
@@ -105,7 +107,7 @@ def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
         raise TrainingError("conversion evaluates in one process; run it without torchrun")
     set_seed(cfg, device)
     method = method_cls(cfg)
-    if method.source_method is None:
+    if CONVERT not in method.stages():
         raise TrainingError(f"--from-checkpoint converts a trained ANN; {cfg.method} is not an "
                             "ANN-to-SNN conversion method")
     state = read_model(source) if state is None else state
@@ -138,8 +140,8 @@ def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, stat
     ann = load_ann(state, source, cfg, method, data, device)
     points = sweep_points(cfg.time_steps, extra_points)
     t0 = time.perf_counter()
-    net = method.inference_model(ann, data).eval()  # calibrates on training batches
-    correct, seen, counter, ops = sweep(cfg, net, method, data, points, chunk, device)
+    net, layers = evaluated(ann, method, CONVERT, data)  # calibrates on training batches
+    correct, seen, counter, ops = sweep(cfg, net, layers, data, points, chunk, device)
     sync(device)
     seconds = time.perf_counter() - t0
     if seen == 0:
@@ -159,15 +161,15 @@ def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, stat
     return metrics
 
 
-def sweep(cfg: RunConfig, net: nn.Module, method: Method, data: dsr_data.Dataset,
+def sweep(cfg: RunConfig, net: nn.Module, layers: list[nn.Module], data: dsr_data.Dataset,
           points: list[int], chunk: int, device: torch.device
           ) -> tuple[Tensor, int, M.SpikeCounter, M.SynOpsCounter]:
     """One T_max-step pass over the test split, `chunk` images per forward: the correct answers
-    at every prefix in `points`, the images seen and the counters (SynOps kept per step)."""
+    at every prefix in `points`, the images seen and the counters of `layers` (SynOps kept per
+    step)."""
     if net.output_neuron is not None:
         raise TrainingError(f"{cfg.method}: the latency sweep reads the FC outputs of a network "
                             "without an output neuron")
-    layers = method.spiking_layers(net)
     counter, ops = M.SpikeCounter(layers), M.SynOpsCounter(net, layers, time_steps=cfg.time_steps)
     outputs: list[Tensor] = []
     grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))

@@ -7,28 +7,18 @@ workflow/schemas/metrics.schema.json, checked when the file is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from dsr import data as dsr_data
-from dsr import metrics as M
 from dsr.config import RunConfig
 from dsr.cost import TrainingMemory, measure_latency, peak_memory
+from dsr.evaluate import Evaluation
 from dsr.method import Method
 from dsr.provenance import Start, provenance
 from dsr.resolve import plugin_provenance
 from dsr.results import SCHEMA_VERSION
-
-
-@dataclass
-class Evaluation:
-    accuracy: float
-    net: nn.Module  # the evaluated network (method.inference_model)
-    counter: M.SpikeCounter
-    synops: dict[str, Any] | None
 
 
 def run_provenance(cfg: RunConfig, device: torch.device, start: Start,
