@@ -1,5 +1,5 @@
 """ANN-to-SNN conversion, the harness's other entry point (`python -m dsr.run --from-checkpoint`):
-no training; the ANN of a model.pt (`dsr.train.write_model`) is converted once and the SNN
+no training; the ANN of a model.pt (`dsr.checkpoint.write_model`) is converted once and the SNN
 evaluated over a latency sweep, every prefix t of one T_max-step pass."""
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ from dsr import metrics as M
 from dsr import preflight
 from dsr.config import TRAINING_KEYS, RunConfig, sweep_points
 from dsr.cost import peak_memory, sync
-from dsr.evaluate import Evaluation, evaluated
+from dsr.evaluate import Evaluation, evaluated, latency
 from dsr.method import Method
-from dsr.provenance import started
-from dsr.record import diverged_record, final_metrics, run_provenance
-from dsr.results import remove_stale_temps, run_lock, write_metrics
+from dsr.provenance import Start, run_provenance, started
+from dsr.record import (
+    ConvertedFrom,
+    LatencySweep,
+    RunRecord,
+    SweepPoint,
+    converted_record,
+    diverged_conversion,
+)
+from dsr.results import remove_stale_temps, run_lock
 from dsr.stages import CONVERT
 from dsr.train import TrainingError, load_data, pick_device, set_seed
 
@@ -35,7 +42,7 @@ SWEEP_SAMPLE_STEPS = 8192
 
 
 def read_model(path: Path, source_method: str | None = None) -> dict[str, Any]:
-    """A model.pt written by `dsr.train.write_model` (its config_hash is the `source` of the
+    """A model.pt written by `dsr.checkpoint.write_model` (its config_hash is the `source` of the
     conversion run that converts it; `source_method`: the method that trains it, for the
     error message); see check_model."""
     where = f"--from-checkpoint {path}"
@@ -95,7 +102,7 @@ def load_ann(state: dict[str, Any], source: Path, cfg: RunConfig, method: Method
 def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
             extra_points: list[int], log=print,
             dataset_plugins: dict[str, str] | None = None,
-            state: dict[str, Any] | None = None) -> dict:
+            state: dict[str, Any] | None = None) -> RunRecord:
     """Convert a trained ANN (`source`, a model.pt; `state`, its contents if already read) once
     and evaluate it for T_max = cfg.time_steps steps; write `out` with the latency sweep:
     accuracy, SynOps and energy of every prefix t in `sweep_points` from the same pass (the SNN
@@ -123,19 +130,18 @@ def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
 
 def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, state: dict,
                    extra_points: list[int], data: dsr_data.Dataset, device: torch.device,
-                   start, log) -> dict:
+                   start: Start, log) -> RunRecord:
     """`convert`'s work once it holds the run's lock: the sweep, or a diverged model's record."""
     remove_stale_temps(out)
     if state.get("diverged"):
         div = state["diverged"]
-        metrics = diverged_record(cfg, method, data.info, {"accuracy": [], "loss": [],
-                                  "seconds": [], "rate": []}, epoch=div["epoch"],
-                                  reason=f"the converted model diverged: {div['reason']}",
-                                  memory=peak_memory(device), device=str(device),
-                                  prov=run_provenance(cfg, device, start, 1))
+        rec = diverged_conversion(cfg, method, data.info,
+                                  f"the converted model diverged: {div['reason']}", div["epoch"],
+                                  peak_memory(device), str(device),
+                                  run_provenance(cfg, device, start, 1))
         log(f"{source} diverged in training; recorded as diverged in {out}")
-        write_metrics(out, metrics)
-        return metrics
+        rec.write(out)
+        return rec
     chunk = max(1, SWEEP_SAMPLE_STEPS // cfg.time_steps)
     ann = load_ann(state, source, cfg, method, data, device)
     points = sweep_points(cfg.time_steps, extra_points)
@@ -148,17 +154,15 @@ def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, stat
         raise TrainingError("the test split is empty; nothing to evaluate")
     t = cfg.train
     rows = sweep_rows(cfg, points, correct, seen, ops, log)
-    synops = ops.report(seen, t.pj_per_ac, t.pj_per_mac)
-    last = Evaluation(rows[-1]["accuracy"], net, counter, synops)
-    history = {"accuracy": [last.accuracy], "loss": [], "seconds": [], "rate": [counter.total()]}
-    metrics = final_metrics(cfg, method, data, device, last, history, start, 1, batch=chunk)
-    metrics["latency_sweep"] = {"T_max": cfg.time_steps, "points": rows}
-    metrics["converted_from"] = {"path": str(source), "method": state["method"],
-                                 "config_hash": state["config_hash"],
-                                 "accuracy": state["accuracy"]}
-    metrics["cost"]["eval_seconds"] = seconds
-    write_metrics(out, metrics)
-    return metrics
+    last = Evaluation(rows[-1].accuracy, net, counter, ops.report(seen, t.pj_per_ac, t.pj_per_mac))
+    ms = latency(net, method, data, cfg, device, batch=chunk)
+    source_run = ConvertedFrom(str(source), state["method"], state["config_hash"],
+                               state["accuracy"])
+    rec = converted_record(cfg, method, data.info, last, LatencySweep(cfg.time_steps, rows),
+                           source_run, ms, peak_memory(device), seconds, str(device),
+                           run_provenance(cfg, device, start, 1))
+    rec.write(out)
+    return rec
 
 
 def sweep(cfg: RunConfig, net: nn.Module, layers: list[nn.Module], data: dsr_data.Dataset,
@@ -193,13 +197,12 @@ def sweep(cfg: RunConfig, net: nn.Module, layers: list[nn.Module], data: dsr_dat
 
 
 def sweep_rows(cfg: RunConfig, points: list[int], correct: Tensor, seen: int,
-               ops: M.SynOpsCounter, log=print) -> list[dict[str, Any]]:
+               ops: M.SynOpsCounter, log=print) -> list[SweepPoint]:
     """metrics.json "latency_sweep.points": accuracy, SynOps and energy at each prefix."""
     t, rows = cfg.train, []
     for i, p in enumerate(points):
         rep = ops.report(seen, t.pj_per_ac, t.pj_per_mac, steps=p)
-        rows.append({"T": p, "accuracy": int(correct[i]) / seen, "synops": rep["total_ac"],
-                     "energy_pj": rep["energy_pj"]})
+        rows.append(SweepPoint(p, int(correct[i]) / seen, rep["total_ac"], rep["energy_pj"]))
         log(f"[{cfg.method} {cfg.dataset} seed={cfg.seed}] T={p} acc "
-            f"{100 * rows[-1]['accuracy']:.2f}% SynOps {rep['total_ac']:.4g}")
+            f"{100 * rows[-1].accuracy:.2f}% SynOps {rep['total_ac']:.4g}")
     return rows

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dsr import metrics as M
+from dsr.cost import measure_latency
 from dsr.stages import Stage
 
 if TYPE_CHECKING:
@@ -72,3 +73,11 @@ def evaluate(net: nn.Module, layers: list[nn.Module], method: Method, data: Data
     acc, seen = accuracy(net, method, data, "test", t.eval_batch_size, device, attached)
     report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
     return Evaluation(acc, net, counter, report)
+
+
+def latency(net: nn.Module, method: Method, data: Dataset, cfg: RunConfig, device: torch.device,
+            batch: int | None = None) -> dict[str, float]:
+    """Milliseconds per sample of `method.logits(net, .)` on the first test batch, at batch 1
+    and at `batch` (default eval_batch_size): metrics.json "latency.ms_per_sample"."""
+    x, _ = next(iter(data.batches("test", batch or cfg.train.eval_batch_size, device=device)))
+    return measure_latency(lambda inp: method.logits(net, inp), x, cfg.train.latency_batches)

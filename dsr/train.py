@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -28,16 +27,17 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
-from dsr import checkpoint, preflight, record
+from dsr import checkpoint, preflight
 from dsr import data as dsr_data
 from dsr.checkpoint import Preempted, Progress, StopFlag
 from dsr.config import RunConfig
 from dsr.cost import TrainingMemory, sync
-from dsr.evaluate import Evaluation, accuracy, evaluate, evaluated
+from dsr.evaluate import Evaluation, accuracy, evaluate, evaluated, latency
 from dsr.method import Method
 from dsr.optim import make_optimizer, make_schedule, steps_per_epoch
-from dsr.provenance import started
-from dsr.results import atomic_write, remove_stale_temps, run_lock, write_metrics
+from dsr.provenance import Start, run_provenance, started
+from dsr.record import RunRecord, diverged_record, trained_record
+from dsr.results import remove_stale_temps, run_lock
 from dsr.stages import CALIBRATE, PRETRAIN_ANN, Stage, training_stages
 
 
@@ -274,7 +274,8 @@ class Outcome:
 
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
-        save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None) -> dict:
+        save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None
+        ) -> RunRecord:
     """Train and evaluate one configuration with `method_cls` (as `dsr.resolve.resolve` returns
     them): its stages before `convert` (dsr.stages); write `out` (metrics.json) atomically at
     the end, and with `save_model` the trained weights (a model.pt that `dsr.convert` loads)
@@ -295,19 +296,31 @@ def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
     # one process per run folder (DDP's other ranks write nothing)
     with run_lock(out) if dist.main else contextlib.nullcontext():
         outcome = train(ctx, method, stages, out, state)
-        if outcome.diverged is None:
-            metrics = record.final_metrics(cfg, method, data, device, outcome.last,
-                                           outcome.history, start, dist.world_size, ctx.memory)
-        else:
+        rec = outcome_record(ctx, method, outcome, start)
+        if outcome.diverged is not None:
             log(f"{outcome.diverged}; recorded as diverged in {out}")
-            metrics = record.diverged_metrics(cfg, method, data.info, outcome.history,
-                                              outcome.diverged, device, start, dist.world_size,
-                                              ctx.memory)
         if dist.main:
             if save_model is not None:
-                write_model(save_model, outcome.model, cfg, metrics)
-            write_metrics(out, metrics)
-    return metrics
+                checkpoint.write_model(save_model, outcome.model, cfg, rec)
+            rec.write(out)
+    return rec
+
+
+def outcome_record(run: Run, method: Method, outcome: Outcome, start: Start) -> RunRecord:
+    """The run's record: latency timed now (batch 1 and eval_batch_size) and the process's
+    peak memory, with the last evaluation, the history and the training memory; a diverged
+    run's evaluates nothing."""
+    cfg, device, world = run.cfg, run.device, run.dist.world_size
+    kind, info = run.memory.kind, run.data.info
+    if outcome.diverged is not None:
+        div = outcome.diverged
+        return diverged_record(cfg, method, info, outcome.history, div.epoch, div.reason,
+                               run.memory.process_peak(), str(device),
+                               run_provenance(cfg, device, start, world), kind)
+    ms = latency(outcome.last.net, method, run.data, cfg, device)
+    return trained_record(cfg, method, info, outcome.last, outcome.history, ms,
+                          run.memory.process_peak(), str(device),
+                          run_provenance(cfg, device, start, world), kind)
 
 
 @dataclass
@@ -384,13 +397,3 @@ def train(run: Run, method: Method, stages: tuple[Stage, ...], out: Path, state:
         net, layers = evaluated(model, method, stage, run.data)
         last = evaluate(net, layers, method, run.data, cfg, run.device, synops=True)
     return Outcome(model, last, progress.history)
-
-
-def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str, Any]) -> None:
-    """The trained weights with what produced them (the last epoch's: what conversion uses);
-    a diverged run's model says so, and conversion records it as diverged without using it."""
-    state = {"method": cfg.method, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed,
-             "config": cfg.to_dict(), "config_hash": cfg.hash,
-             "accuracy": metrics["accuracy"]["final"], "diverged": metrics.get("diverged"),
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    atomic_write(path, lambda f: torch.save(state, f), mode="wb")

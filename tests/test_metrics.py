@@ -344,7 +344,7 @@ def test_synops_averages_over_the_whole_test_set_and_fits_the_schema(gen):
     assert rep["total_ac"] == pytest.approx(whole["total_ac"], rel=1e-12)
     assert rep["total_mac"] == whole["total_mac"]
     assert rep["energy_pj"] == pytest.approx(rep["total_ac"] + 2 * rep["total_mac"])
-    schema = json.loads((REPO_ROOT / "workflow/schemas/metrics.schema.json").read_text())
+    schema = json.loads((REPO_ROOT / "dsr/schemas/metrics.schema.json").read_text())
     jsonschema.validate(json.loads(json.dumps(rep)), schema["properties"]["synops"])
 
 
