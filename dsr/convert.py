@@ -4,9 +4,11 @@ evaluated over a latency sweep, every prefix t of one T_max-step pass."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from dsr import metrics as M
 from dsr import preflight
 from dsr.config import TRAINING_KEYS, RunConfig, sweep_points
 from dsr.cost import peak_memory, sync
-from dsr.evaluate import Evaluation, evaluated, latency
+from dsr.evaluate import Evaluation, evaluated, latency, run_pass
 from dsr.method import Method
 from dsr.provenance import Start, run_provenance, started
 from dsr.record import (
@@ -147,14 +149,15 @@ def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, stat
     points = sweep_points(cfg.time_steps, extra_points)
     t0 = time.perf_counter()
     net, layers = evaluated(ann, method, CONVERT, data)  # calibrates on training batches
-    correct, seen, counter, ops = sweep(cfg, net, layers, data, points, chunk, device)
+    prefix, counter, ops = sweep(cfg, net, layers, method, data, points, chunk, device)
     sync(device)
     seconds = time.perf_counter() - t0
-    if seen == 0:
+    if prefix.seen == 0:
         raise TrainingError("the test split is empty; nothing to evaluate")
     t = cfg.train
-    rows = sweep_rows(cfg, points, correct, seen, ops, log)
-    last = Evaluation(rows[-1].accuracy, net, counter, ops.report(seen, t.pj_per_ac, t.pj_per_mac))
+    rows = sweep_rows(cfg, points, prefix.correct, prefix.seen, ops, log)
+    last = Evaluation(rows[-1].accuracy, net, counter,
+                      ops.report(prefix.seen, t.pj_per_ac, t.pj_per_mac))
     ms = latency(net, method, data, cfg, device, batch=chunk)
     source_run = ConvertedFrom(str(source), state["method"], state["config_hash"],
                                state["accuracy"])
@@ -165,35 +168,44 @@ def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, stat
     return rec
 
 
-def sweep(cfg: RunConfig, net: nn.Module, layers: list[nn.Module], data: dsr_data.Dataset,
-          points: list[int], chunk: int, device: torch.device
-          ) -> tuple[Tensor, int, M.SpikeCounter, M.SynOpsCounter]:
+class PrefixAccuracy:
+    """Correct answers at every prefix t in `points` of one T_max-step pass: the FC's outputs
+    at every step, summed over the first t (argmax of a sum = argmax of the mean)."""
+
+    def __init__(self, net: nn.Module, points: list[int], device: torch.device):
+        self.fc, self.outputs = net.fc, []
+        self.prefix = torch.tensor(points, device=device) - 1
+        self.correct, self.seen = torch.zeros(len(points), dtype=torch.long), 0
+
+    @contextlib.contextmanager
+    def attach(self) -> Iterator[PrefixAccuracy]:
+        grab = self.fc.register_forward_hook(lambda m, i, o: self.outputs.append(o))
+        try:
+            yield self
+        finally:
+            grab.remove()
+
+    def update(self, logits: Tensor, y: Tensor) -> None:
+        (seq,) = self.outputs  # [T, B, K]: the FC's output at every step
+        self.outputs.clear()
+        running = seq.cumsum(0)[self.prefix]
+        self.correct += (running.argmax(-1) == y).sum(1).cpu()
+        self.seen += len(y)
+
+
+def sweep(cfg: RunConfig, net: nn.Module, layers: list[nn.Module], method: Method,
+          data: dsr_data.Dataset, points: list[int], chunk: int, device: torch.device
+          ) -> tuple[PrefixAccuracy, M.SpikeCounter, M.SynOpsCounter]:
     """One T_max-step pass over the test split, `chunk` images per forward: the correct answers
-    at every prefix in `points`, the images seen and the counters of `layers` (SynOps kept per
-    step)."""
+    at every prefix in `points` and the counters of `layers` (SynOps kept per step)."""
     if net.output_neuron is not None:
         raise TrainingError(f"{cfg.method}: the latency sweep reads the FC outputs of a network "
                             "without an output neuron")
     counter, ops = M.SpikeCounter(layers), M.SynOpsCounter(net, layers, time_steps=cfg.time_steps)
-    outputs: list[Tensor] = []
-    grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))
-    prefix = torch.tensor(points, device=device) - 1
-    correct, seen = torch.zeros(len(points), dtype=torch.long), 0
-    try:
-        with torch.no_grad(), counter.attach(), ops.attach():
-            for batch, labels in data.batches("test", cfg.train.eval_batch_size, device=device):
-                # batch [B, ...] or [T, B, ...]: the sample axis is the 4th from the end
-                for x, y in zip(batch.split(chunk, batch.dim() - 4), labels.split(chunk),
-                                strict=True):
-                    outputs.clear()
-                    net(x)
-                    (seq,) = outputs  # [T, B, K]: the FC's output at every step
-                    running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
-                    correct += (running.argmax(-1) == y).sum(1).cpu()
-                    seen += len(y)
-    finally:
-        grab.remove()
-    return correct, seen, counter, ops
+    prefix = PrefixAccuracy(net, points, device)
+    run_pass(net, method, data, "test", cfg.train.eval_batch_size, device, [counter, ops, prefix],
+             chunk=chunk)
+    return prefix, counter, ops
 
 
 def sweep_rows(cfg: RunConfig, points: list[int], correct: Tensor, seen: int,

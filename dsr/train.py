@@ -227,7 +227,7 @@ def run_epoch(run: Run, model: nn.Module, train_model: nn.Module, method: Method
               ("steps", steps), ("memory", peak), ("reserved", reserved)]
     if data.has_split("val"):
         values.append(("val_accuracy", accuracy(net, method, data, "val",
-                                                cfg.train.eval_batch_size, device)[0]))
+                                                cfg.train.eval_batch_size, device)))
     for key, value in values:
         progress.history.setdefault(key, []).append(value)  # older checkpoints lack some
     progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
