@@ -29,11 +29,12 @@ class Stage:
 
 TRAIN = Stage("train", evaluates="snn")
 TRAIN_ANN = Stage("train-ann", evaluates="ann")
-CONVERT = Stage("convert", evaluates="snn")
+FINE_TUNE = Stage("fine-tune", evaluates="snn")  # the hybrid's training, after calibrate
 CALIBRATE = Stage("calibrate")
-
-
+CONVERT = Stage("convert", evaluates="snn")
 PRETRAIN_ANN = "pretrain-ann"
+# the stages that train the run's own network, checkpointed epoch by epoch
+TRAINING = frozenset({TRAIN.name, TRAIN_ANN.name, FINE_TUNE.name})
 
 
 def pretrain_ann(epochs: int) -> Stage:
@@ -41,17 +42,12 @@ def pretrain_ann(epochs: int) -> Stage:
     return Stage(PRETRAIN_ANN, epochs=epochs)
 
 
-FINE_TUNE = Stage("fine-tune", evaluates="snn")
-# the stages that train the run's own network, checkpointed epoch by epoch
-TRAINING = frozenset({TRAIN.name, TRAIN_ANN.name, FINE_TUNE.name})
-
-
 def training_stages(stages: tuple[Stage, ...]) -> tuple[Stage, ...]:
     """What a training run (`dsr.train.run`) runs: the stages before `convert`, ending in one of
-    TRAINING; empty for a method that never trains."""
+    TRAINING that evaluates something; empty for a method that never trains."""
     names = [s.name for s in stages]
     before = stages[:names.index(CONVERT.name)] if CONVERT.name in names else stages
-    if before and before[-1].name not in TRAINING:
+    if before and (before[-1].name not in TRAINING or before[-1].evaluates is None):
         raise ConfigError(f"stages {names}: the last before convert must train the run's "
-                         f"network ({', '.join(sorted(TRAINING))})")
+                          f"network ({', '.join(sorted(TRAINING))}) and evaluate it")
     return before

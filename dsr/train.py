@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -129,6 +129,7 @@ class Run:
     device: torch.device
     dist: Dist
     log: Callable[[str], None] = print
+    memory: TrainingMemory = field(init=False)
 
     def __post_init__(self) -> None:
         self.memory = TrainingMemory(self.device)

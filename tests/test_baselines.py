@@ -20,11 +20,20 @@ from baselines.tet import tet_loss
 from dsr import data as dsr_data
 from dsr import models, registry, train
 from dsr.calibration import activation_percentiles, calibration_batches
+from dsr.config import ConfigError
 from dsr.evaluate import evaluate, evaluated
 from dsr.method import DSRIF
 from dsr.results import read_metrics
 from dsr.run import main, parser, resolve_args
-from dsr.stages import CONVERT, FINE_TUNE
+from dsr.stages import (
+    CALIBRATE,
+    CONVERT,
+    FINE_TUNE,
+    TRAIN,
+    TRAIN_ANN,
+    pretrain_ann,
+    training_stages,
+)
 from dsr.train import Dist, Run, fit, prepare
 
 CHANCE = 0.10  # digits: 10 balanced classes
@@ -450,6 +459,14 @@ def test_dsr_hybrid_stages_run_in_order(monkeypatch, tmp_path):
     rc = main(["--method", "dsr-if", "--time-steps", "4", "--epochs", "1", *SMALL,
                "--out", str(tmp_path / "plain.json")])
     assert rc == 0 and events == ["train"]
+
+
+def test_declared_stages_split_into_training_and_conversion():
+    assert training_stages((TRAIN_ANN, CONVERT)) == (TRAIN_ANN,)  # qcfs: dsr.train's part
+    assert training_stages((CONVERT,)) == ()  # conversion never trains
+    assert training_stages((pretrain_ann(2), CALIBRATE, FINE_TUNE))[-1] == FINE_TUNE
+    with pytest.raises(ConfigError, match="the last before convert must train"):
+        training_stages((TRAIN, CALIBRATE))
 
 
 def test_qcfs_training_counts_no_spikes_and_its_conversion_does(tmp_path):
