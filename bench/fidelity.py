@@ -34,6 +34,8 @@ from pathlib import Path
 
 from scipy import stats
 
+from dsr.record import RunRecord
+
 # (method, T, --set overrides): the paper's initial v_th 6 and a short-budget v_th 1 for IF; the
 # LIF cells use the Table S2 row nearest to T (the T = 5 row)
 CELLS: dict[str, tuple[str, int, tuple[str, ...]]] = {
@@ -125,7 +127,7 @@ def paired(exact: list[float], other: list[float]) -> dict:
 def report(jobs: list[Job], modes: list[str]) -> str:
     acc: dict[tuple[str, str, int], float] = {}
     for job in (j for j in jobs if not j.float64):
-        acc[job.cell, job.mode, job.seed] = json.loads(job.metrics.read_text())["accuracy"]["best"]
+        acc[job.cell, job.mode, job.seed] = RunRecord.read(job.metrics).accuracy.best
     head = (f"{'cell':<12} {'mode':<7} {'n':>2} {'exact %':>8} {'mode %':>8} {'diff':>6} "
             f"{'95% interval':>16} {'mean|d|':>7} {'lost':>5}")
     lines = [head, "-" * len(head)]
