@@ -29,6 +29,7 @@ from dsr import models
 from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
 from dsr.method import Method
+from dsr.stages import CONVERT, Stage
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ConversionMethod(Method):
 
     `source_method` is the key of the run whose model.pt is converted (`dsr.run
     --from-checkpoint`). A method whose source is itself (`qcfs`) also trains that ANN: its
-    training run sets `converted = False`, so it evaluates the ANN and counts no spikes.
+    stages start with `train-ann`, which evaluates the ANN and counts no spikes.
     """
 
     category, neuron = "ANN-to-SNN conversion", "IF"
@@ -58,19 +59,16 @@ class ConversionMethod(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.converted = True
         self._cache: tuple[tuple, nn.Module] | None = None
 
-    def spiking_layers(self, model: nn.Module) -> list[nn.Module]:
-        return model.neurons() if self.converted else []
+    def stages(self) -> tuple[Stage, ...]:
+        return (CONVERT,)
 
     def thresholds(self, ann: nn.Module, data) -> list[float]:
         """v_th per neuron layer of the trained ANN, in `ann.neurons()` order."""
         raise NotImplementedError
 
     def inference_model(self, model: nn.Module, data) -> nn.Module:
-        if not self.converted:
-            return model
         # one conversion per set of weights: the harness asks again for the same epoch (final
         # metrics match layers by identity) and conversion calibrates on training batches
         key = weights_key(model)

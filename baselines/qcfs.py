@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from baselines.conversion import ConversionMethod
 from dsr import models
 from dsr.config import ConfigError
+from dsr.stages import CONVERT, TRAIN_ANN, Stage
 
 
 def floor_ste(x: Tensor) -> Tensor:
@@ -69,6 +70,9 @@ class QCFS(ConversionMethod):
     # at ln 10. (`conversion` keeps the neuron: its ReLU there is the identity on pooled ReLU
     # outputs, so its ANN is `ann`'s function.)
     pool_neuron = False
+
+    def stages(self) -> tuple[Stage, ...]:
+        return (TRAIN_ANN, CONVERT)
 
     def neuron_factory(self) -> models.NeuronFactory:
         return functools.partial(ClipFloorShift, self.p.L, self.p.lam, self.p.phi)

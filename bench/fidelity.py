@@ -8,7 +8,7 @@ trained once in exact mode and once in each other mode with the same data order 
 weights, so a pair differs only in the gradient computation. Part 1 (float32, the CLI as users
 run it): per cell and mode the mean best test accuracy of both, the paired differences (mode -
 exact), their mean with a 95 % t interval, mean |difference| and how many seeds the mode lost.
-Part 2 (float64, the same runs through `dsr.train.Trainer` with model and inputs in float64):
+Part 2 (float64, the same runs through `dsr.train`'s harness with model and inputs in float64):
 each mode vs exact step by step (largest loss difference over every step, largest accuracy
 difference over every epoch), and the rounding floor: the paired difference between float32
 and float64 exact runs, i.e. how far float32 rounding alone moves a run's outcome. Runs go to
@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scipy import stats
+
+from dsr.record import RunRecord
 
 # (method, T, --set overrides): the paper's initial v_th 6 and a short-budget v_th 1 for IF; the
 # LIF cells use the Table S2 row nearest to T (the T = 5 row)
@@ -96,13 +98,18 @@ def _trajectory(argv: list[str], dtype) -> dict:
     """Train the run `argv` describes through the harness in `dtype`: each step's loss and each
     epoch's test accuracy."""
     from bench.harness import harness
+    from dsr.evaluate import evaluate, evaluated
+    from dsr.stages import TRAIN
+    from dsr.train import train_one_epoch, training_module
 
     h = harness(argv, dtype)
-    module = h.trainer.training_module(h.model, h.method)
+    r = h.run
+    module = training_module(h.model, h.method, r.device, r.dist)
     accuracy = []
     for epoch in range(h.cfg.train.epochs):
-        h.trainer.train_epoch(module, h.method, h.opt, h.sched, epoch)
-        accuracy.append(h.trainer.evaluate(h.model, h.method).accuracy)
+        train_one_epoch(module, h.method, r.data, h.opt, h.sched, h.cfg, epoch, r.device)
+        net, layers = evaluated(h.model, h.method, TRAIN, r.data)
+        accuracy.append(evaluate(net, layers, h.method, r.data, h.cfg, r.device).accuracy)
     return {"losses": h.losses, "accuracy": accuracy}
 
 
@@ -120,7 +127,7 @@ def paired(exact: list[float], other: list[float]) -> dict:
 def report(jobs: list[Job], modes: list[str]) -> str:
     acc: dict[tuple[str, str, int], float] = {}
     for job in (j for j in jobs if not j.float64):
-        acc[job.cell, job.mode, job.seed] = json.loads(job.metrics.read_text())["accuracy"]["best"]
+        acc[job.cell, job.mode, job.seed] = RunRecord.read(job.metrics).accuracy.best
     head = (f"{'cell':<12} {'mode':<7} {'n':>2} {'exact %':>8} {'mode %':>8} {'diff':>6} "
             f"{'95% interval':>16} {'mean|d|':>7} {'lost':>5}")
     lines = [head, "-" * len(head)]

@@ -1,5 +1,5 @@
 """One `python -m dsr.run` configuration set up through the trainer's own pieces on the CPU, for
-benches that drive `dsr.train.Trainer` epoch by epoch and record every step's loss."""
+benches that drive `dsr.train.train_one_epoch` epoch by epoch and record every step's loss."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dsr import data as dsr_data
 from dsr import run
 from dsr.config import RunConfig
 from dsr.method import Method
-from dsr.train import Dist, Trainer, make_optimizer, make_schedule
+from dsr.train import Dist, Run, make_optimizer, make_schedule
 
 
 class _Cast:
@@ -33,7 +33,7 @@ class Harness:
     cfg: RunConfig
     method: Method
     model: torch.nn.Module
-    trainer: Trainer
+    run: Run
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     losses: list[float]  # each training step's loss, appended as the step runs
@@ -52,7 +52,7 @@ def harness(argv: list[str], dtype: torch.dtype | None = None) -> Harness:
     model = method.build(cfg.arch, data.info)
     if dtype is not None:
         model = model.to(dtype)
-    trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda *a: None)
+    ctx = Run(cfg, data, torch.device("cpu"), Dist(), log=lambda *a: None)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, t, data, Dist(), t.epochs)
     losses: list[float] = []
@@ -64,4 +64,4 @@ def harness(argv: list[str], dtype: torch.dtype | None = None) -> Harness:
         return value
 
     method.loss = recorded
-    return Harness(cfg, method, model, trainer, opt, sched, losses)
+    return Harness(cfg, method, model, ctx, opt, sched, losses)

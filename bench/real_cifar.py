@@ -10,13 +10,13 @@ where config/reduced.yaml reads it); without it the script says so and exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.real_data import add_run_options, real_cifar10, run_argv
 from dsr import run
+from dsr.record import RunRecord
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,14 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         rc = run.main(cli)
         if rc:
             return rc
-        m = json.loads(out.read_text())
-    acc = " / ".join(f"{100 * a:.1f}" for a in m["accuracy"]["per_epoch"])
-    ips = [m["data"]["train_size"] / s for s in m["cost"]["seconds_per_epoch"]]
+        m = RunRecord.read(out)
+    acc = " / ".join(f"{100 * a:.1f}" for a in m.accuracy.per_epoch)
+    ips = [m.data.train_size / s for s in m.cost.seconds_per_epoch]
     print(f"{args.method} {args.arch} T={args.time_steps} subset={args.subset} "
-          f"params={m['config']['params']}")
+          f"params={m.config['params']}")
     print(f"test accuracy per epoch (%): {acc}")
     print(f"train images/s per epoch: {' / '.join(f'{v:.0f}' for v in ips)}")
-    print(f"firing rate (total): {m['firing_rate']['total']}")
+    print(f"firing rate (total): {m.firing_rate.total}")
     return 0
 
 

@@ -4,7 +4,8 @@ after the current step, so a requeued job resumes mid-epoch instead of losing th
 
 A checkpoint holds the run's config hash (a checkpoint of another run is never resumed), the
 model, optimiser and scheduler state, the RNG states, the per-epoch history and, mid-epoch, the
-steps done and the partial loss and time of the epoch.
+steps done and the partial loss and time of the epoch. Also the model.pt of a finished run
+(`write_model`), which `dsr.convert` converts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from dsr.config import RunConfig
+from dsr.record import RunRecord
 from dsr.results import atomic_write
 
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
@@ -152,3 +154,14 @@ def stop_on_signals() -> Iterator[StopFlag]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def write_model(path: Path, model: nn.Module, cfg: RunConfig, rec: RunRecord) -> None:
+    """The trained weights with what produced them (the last epoch's: what conversion uses);
+    a diverged run's model says so, and conversion records it as diverged without using it."""
+    state = {"method": cfg.method, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed,
+             "config": cfg.to_dict(), "config_hash": cfg.hash,
+             "accuracy": rec.accuracy.final,
+             "diverged": None if rec.diverged is None else rec.diverged.to_json(),
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    atomic_write(path, lambda f: torch.save(state, f), mode="wb")

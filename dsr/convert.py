@@ -1,12 +1,14 @@
 """ANN-to-SNN conversion, the harness's other entry point (`python -m dsr.run --from-checkpoint`):
-no training; the ANN of a model.pt (`dsr.train.write_model`) is converted once and the SNN
+no training; the ANN of a model.pt (`dsr.checkpoint.write_model`) is converted once and the SNN
 evaluated over a latency sweep, every prefix t of one T_max-step pass."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,19 @@ from dsr import metrics as M
 from dsr import preflight
 from dsr.config import TRAINING_KEYS, RunConfig, sweep_points
 from dsr.cost import peak_memory, sync
+from dsr.evaluate import Evaluation, evaluated, latency, run_pass
 from dsr.method import Method
-from dsr.provenance import started
-from dsr.record import Evaluation, diverged_record, final_metrics, run_provenance
-from dsr.results import remove_stale_temps, run_lock, write_metrics
+from dsr.provenance import Start, run_provenance, started
+from dsr.record import (
+    ConvertedFrom,
+    LatencySweep,
+    RunRecord,
+    SweepPoint,
+    converted_record,
+    diverged_conversion,
+)
+from dsr.results import remove_stale_temps, run_lock
+from dsr.stages import CONVERT
 from dsr.train import TrainingError, load_data, pick_device, set_seed
 
 MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
@@ -33,7 +44,7 @@ SWEEP_SAMPLE_STEPS = 8192
 
 
 def read_model(path: Path, source_method: str | None = None) -> dict[str, Any]:
-    """A model.pt written by `dsr.train.write_model` (its config_hash is the `source` of the
+    """A model.pt written by `dsr.checkpoint.write_model` (its config_hash is the `source` of the
     conversion run that converts it; `source_method`: the method that trains it, for the
     error message); see check_model."""
     where = f"--from-checkpoint {path}"
@@ -93,7 +104,7 @@ def load_ann(state: dict[str, Any], source: Path, cfg: RunConfig, method: Method
 def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
             extra_points: list[int], log=print,
             dataset_plugins: dict[str, str] | None = None,
-            state: dict[str, Any] | None = None) -> dict:
+            state: dict[str, Any] | None = None) -> RunRecord:
     """Convert a trained ANN (`source`, a model.pt; `state`, its contents if already read) once
     and evaluate it for T_max = cfg.time_steps steps; write `out` with the latency sweep:
     accuracy, SynOps and energy of every prefix t in `sweep_points` from the same pass (the SNN
@@ -105,7 +116,7 @@ def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
         raise TrainingError("conversion evaluates in one process; run it without torchrun")
     set_seed(cfg, device)
     method = method_cls(cfg)
-    if method.source_method is None:
+    if CONVERT not in method.stages():
         raise TrainingError(f"--from-checkpoint converts a trained ANN; {cfg.method} is not an "
                             "ANN-to-SNN conversion method")
     state = read_model(source) if state is None else state
@@ -121,83 +132,89 @@ def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
 
 def evaluate_sweep(cfg: RunConfig, method: Method, out: Path, source: Path, state: dict,
                    extra_points: list[int], data: dsr_data.Dataset, device: torch.device,
-                   start, log) -> dict:
+                   start: Start, log) -> RunRecord:
     """`convert`'s work once it holds the run's lock: the sweep, or a diverged model's record."""
     remove_stale_temps(out)
     if state.get("diverged"):
         div = state["diverged"]
-        metrics = diverged_record(cfg, method, data.info, {"accuracy": [], "loss": [],
-                                  "seconds": [], "rate": []}, epoch=div["epoch"],
-                                  reason=f"the converted model diverged: {div['reason']}",
-                                  memory=peak_memory(device), device=str(device),
-                                  prov=run_provenance(cfg, device, start, 1))
+        rec = diverged_conversion(cfg, method, data.info,
+                                  f"the converted model diverged: {div['reason']}", div["epoch"],
+                                  peak_memory(device), str(device),
+                                  run_provenance(cfg, device, start, 1))
         log(f"{source} diverged in training; recorded as diverged in {out}")
-        write_metrics(out, metrics)
-        return metrics
+        rec.write(out)
+        return rec
     chunk = max(1, SWEEP_SAMPLE_STEPS // cfg.time_steps)
     ann = load_ann(state, source, cfg, method, data, device)
     points = sweep_points(cfg.time_steps, extra_points)
     t0 = time.perf_counter()
-    net = method.inference_model(ann, data).eval()  # calibrates on training batches
-    correct, seen, counter, ops = sweep(cfg, net, method, data, points, chunk, device)
+    net, layers = evaluated(ann, method, CONVERT, data)  # calibrates on training batches
+    prefix, counter, ops = sweep(cfg, net, layers, method, data, points, chunk, device)
     sync(device)
     seconds = time.perf_counter() - t0
-    if seen == 0:
+    if prefix.seen == 0:
         raise TrainingError("the test split is empty; nothing to evaluate")
     t = cfg.train
-    rows = sweep_rows(cfg, points, correct, seen, ops, log)
-    synops = ops.report(seen, t.pj_per_ac, t.pj_per_mac)
-    last = Evaluation(rows[-1]["accuracy"], net, counter, synops)
-    history = {"accuracy": [last.accuracy], "loss": [], "seconds": [], "rate": [counter.total()]}
-    metrics = final_metrics(cfg, method, data, device, last, history, start, 1, batch=chunk)
-    metrics["latency_sweep"] = {"T_max": cfg.time_steps, "points": rows}
-    metrics["converted_from"] = {"path": str(source), "method": state["method"],
-                                 "config_hash": state["config_hash"],
-                                 "accuracy": state["accuracy"]}
-    metrics["cost"]["eval_seconds"] = seconds
-    write_metrics(out, metrics)
-    return metrics
+    rows = sweep_rows(cfg, points, prefix.correct, prefix.seen, ops, log)
+    last = Evaluation(rows[-1].accuracy, net, counter,
+                      ops.report(prefix.seen, t.pj_per_ac, t.pj_per_mac))
+    ms = latency(net, method, data, cfg, device, batch=chunk)
+    source_run = ConvertedFrom(str(source), state["method"], state["config_hash"],
+                               state["accuracy"])
+    rec = converted_record(cfg, method, data.info, last, LatencySweep(cfg.time_steps, rows),
+                           source_run, ms, peak_memory(device), seconds, str(device),
+                           run_provenance(cfg, device, start, 1))
+    rec.write(out)
+    return rec
 
 
-def sweep(cfg: RunConfig, net: nn.Module, method: Method, data: dsr_data.Dataset,
-          points: list[int], chunk: int, device: torch.device
-          ) -> tuple[Tensor, int, M.SpikeCounter, M.SynOpsCounter]:
+class PrefixAccuracy:
+    """Correct answers at every prefix t in `points` of one T_max-step pass: the FC's outputs
+    at every step, summed over the first t (argmax of a sum = argmax of the mean)."""
+
+    def __init__(self, net: nn.Module, points: list[int], device: torch.device):
+        self.fc, self.outputs = net.fc, []
+        self.prefix = torch.tensor(points, device=device) - 1
+        self.correct, self.seen = torch.zeros(len(points), dtype=torch.long), 0
+
+    @contextlib.contextmanager
+    def attach(self) -> Iterator[PrefixAccuracy]:
+        grab = self.fc.register_forward_hook(lambda m, i, o: self.outputs.append(o))
+        try:
+            yield self
+        finally:
+            grab.remove()
+
+    def update(self, logits: Tensor, y: Tensor) -> None:
+        (seq,) = self.outputs  # [T, B, K]: the FC's output at every step
+        self.outputs.clear()
+        running = seq.cumsum(0)[self.prefix]
+        self.correct += (running.argmax(-1) == y).sum(1).cpu()
+        self.seen += len(y)
+
+
+def sweep(cfg: RunConfig, net: nn.Module, layers: list[nn.Module], method: Method,
+          data: dsr_data.Dataset, points: list[int], chunk: int, device: torch.device
+          ) -> tuple[PrefixAccuracy, M.SpikeCounter, M.SynOpsCounter]:
     """One T_max-step pass over the test split, `chunk` images per forward: the correct answers
-    at every prefix in `points`, the images seen and the counters (SynOps kept per step)."""
+    at every prefix in `points` and the counters of `layers` (SynOps kept per step)."""
     if net.output_neuron is not None:
         raise TrainingError(f"{cfg.method}: the latency sweep reads the FC outputs of a network "
                             "without an output neuron")
-    layers = method.spiking_layers(net)
     counter, ops = M.SpikeCounter(layers), M.SynOpsCounter(net, layers, time_steps=cfg.time_steps)
-    outputs: list[Tensor] = []
-    grab = net.fc.register_forward_hook(lambda m, i, o: outputs.append(o))
-    prefix = torch.tensor(points, device=device) - 1
-    correct, seen = torch.zeros(len(points), dtype=torch.long), 0
-    try:
-        with torch.no_grad(), counter.attach(), ops.attach():
-            for batch, labels in data.batches("test", cfg.train.eval_batch_size, device=device):
-                # batch [B, ...] or [T, B, ...]: the sample axis is the 4th from the end
-                for x, y in zip(batch.split(chunk, batch.dim() - 4), labels.split(chunk),
-                                strict=True):
-                    outputs.clear()
-                    net(x)
-                    (seq,) = outputs  # [T, B, K]: the FC's output at every step
-                    running = seq.cumsum(0)[prefix]  # argmax of a sum = argmax of the mean
-                    correct += (running.argmax(-1) == y).sum(1).cpu()
-                    seen += len(y)
-    finally:
-        grab.remove()
-    return correct, seen, counter, ops
+    prefix = PrefixAccuracy(net, points, device)
+    run_pass(net, method, data, "test", cfg.train.eval_batch_size, device, [counter, ops, prefix],
+             chunk=chunk)
+    return prefix, counter, ops
 
 
 def sweep_rows(cfg: RunConfig, points: list[int], correct: Tensor, seen: int,
-               ops: M.SynOpsCounter, log=print) -> list[dict[str, Any]]:
+               ops: M.SynOpsCounter, log=print) -> list[SweepPoint]:
     """metrics.json "latency_sweep.points": accuracy, SynOps and energy at each prefix."""
     t, rows = cfg.train, []
     for i, p in enumerate(points):
         rep = ops.report(seen, t.pj_per_ac, t.pj_per_mac, steps=p)
-        rows.append({"T": p, "accuracy": int(correct[i]) / seen, "synops": rep["total_ac"],
-                     "energy_pj": rep["energy_pj"]})
+        rows.append(SweepPoint(p, int(correct[i]) / seen, rep["total_ac"], rep["energy_pj"]))
         log(f"[{cfg.method} {cfg.dataset} seed={cfg.seed}] T={p} acc "
-            f"{100 * rows[-1]['accuracy']:.2f}% SynOps {rep['total_ac']:.4g}")
+            f"{100 * rows[-1].accuracy:.2f}% SynOps {rep['total_ac']:.4g}")
     return rows

@@ -1,7 +1,8 @@
 """Methods as plug-ins: a base class with working defaults, and DSR itself (`dsr-if`, `dsr-lif`).
 
-A method says how to build its model, its loss, what happens before training, how it produces
-logits at evaluation and which layers spike; the harness (`dsr.train`) does everything else.
+A method says how to build its model, its loss, its stages (dsr.stages: e.g. pre-training
+before it trains), how it produces logits at evaluation and which layers spike; the harness
+(`dsr.train`, `dsr.convert`) runs the stages and does everything else.
 Hyperparameters are the fields of the method's `Params` dataclass, defaults from its paper;
 `--set key=value` overrides them and unknown keys are errors.
 """
@@ -22,6 +23,7 @@ from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
 from dsr.layers import FastForward
 from dsr.neuron import IFNeuron, LIFNeuron
+from dsr.stages import CALIBRATE, FINE_TUNE, TRAIN, Stage, pretrain_ann
 
 if TYPE_CHECKING:
     from dsr.config import RunConfig
@@ -34,7 +36,8 @@ class NoParams:
 
 
 class Method:
-    """Defaults: build `arch` from `neuron_factory()`, cross-entropy on `model(x)`, no pre-train."""
+    """Defaults: build `arch` from `neuron_factory()`, cross-entropy on `model(x)`, one stage
+    (train)."""
 
     key: ClassVar[str] = ""
     # a built-in's name, category, neuron, modes, defaults and source_method come from its spec
@@ -90,9 +93,17 @@ class Method:
     def build(self, arch: str, info: DataInfo) -> nn.Module:
         return models.create(arch, self.neuron_factory(), **self.model_options(info))
 
-    def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
-        """Before training (e.g. ANN pre-training); `trainer.fit(model, method, epochs)` helps."""
-        return model
+    def stages(self) -> tuple[Stage, ...]:
+        """What a run of this method does, in order (dsr.stages); the harness runs them."""
+        return (TRAIN,)
+
+    def ann_twin(self) -> Method:
+        """The method a `pretrain-ann` stage trains (its network's weights load into this one's)."""
+        raise NotImplementedError
+
+    def calibrate(self, model: nn.Module, ann: nn.Module, data: Dataset) -> None:
+        """A `calibrate` stage: set `model` up from the pre-trained `ann` (weights, thresholds)."""
+        raise NotImplementedError
 
     def training_module(self, model: nn.Module) -> nn.Module:
         """What the harness calls (and wraps in DDP) during training; `model` by default."""
@@ -134,7 +145,7 @@ class DSRIFParams:
     v_th: float = 6.0  # supplement C.4
     lower_bound: float = 0.1  # supplement C.4 (official code and README: 0.01)
     alpha: float = 0.5
-    ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
+    ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.stages)
 
     def __post_init__(self) -> None:
         _check_neuron(self)
@@ -163,7 +174,7 @@ class DSRLIFParams:
     alpha: float = 0.3
     tau: float = 1.0
     vth_grad: str = "official"  # official (dt factor) | analytic (1/dt)
-    ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.prepare)
+    ann_pretrain_epochs: int = 0  # > 0: the ImageNet hybrid (see DSRMethod.stages)
 
     def __post_init__(self) -> None:
         _check_neuron(self)
@@ -191,25 +202,27 @@ class _ANNTwin(Method):
 
 
 class DSRMethod(Method):
-    def prepare(self, model: nn.Module, data: Dataset, trainer: Any) -> nn.Module:
+    def stages(self) -> tuple[Stage, ...]:
         """The ImageNet hybrid of the official code when ann_pretrain_epochs > 0: train the ReLU
-        twin for that many epochs, set each layer's v_th from the 99.9th percentile of the twin's
-        activations there (on training batches; the official code used 5 validation batches),
-        load the twin's weights, then DSR fine-tunes the spiking network."""
+        twin for that many epochs, calibrate from it, then DSR fine-tunes the spiking network."""
         epochs = self.p.ann_pretrain_epochs
         if epochs == 0:
-            return model
-        twin = _ANNTwin(self.cfg)
+            return (TRAIN,)
+        return (pretrain_ann(epochs), CALIBRATE, FINE_TUNE)
+
+    def ann_twin(self) -> Method:
+        return _ANNTwin(self.cfg)
+
+    def calibrate(self, model: nn.Module, ann: nn.Module, data: Dataset) -> None:
+        """Set each layer's v_th from the 99.9th percentile of the twin's activations there (on
+        training batches; the official code used 5 validation batches) and load its weights."""
         device = next(model.parameters()).device
-        ann = twin.build(self.cfg.arch, data.info).to(device)
-        trainer.fit(ann, twin, epochs)
         batches = calibration_batches(data, self.cfg, device, HYBRID_CALIB_BATCHES)
         clips = activation_percentiles(ann, batches, HYBRID_PERCENTILE)
         models.load_ann_weights(model, ann.state_dict())
         with torch.no_grad():
             for neuron, clip in zip(model.neurons(), clips, strict=True):
                 neuron.v_th.fill_(self.v_th_for_clip(clip))
-        return model
 
     def v_th_for_clip(self, clip: float) -> float:
         """The v_th whose representation saturates at `clip`, the ReLU twin's calibrated clip."""

@@ -43,6 +43,9 @@ class SpikeCounter:
             for h in handles:
                 h.remove()
 
+    def update(self, logits: Tensor, y: Tensor) -> None:
+        """Nothing: the hooks count during the forward (dsr.evaluate.run_pass's protocol)."""
+
     def _hook(self, i: int) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             self.spikes[i] += int(torch.count_nonzero(output))
@@ -169,6 +172,9 @@ class SynOpsCounter:
         finally:
             for h in handles:
                 h.remove()
+
+    def update(self, logits: Tensor, y: Tensor) -> None:
+        """Nothing: the hooks count during the forward (dsr.evaluate.run_pass's protocol)."""
 
     def report(self, samples: int, pj_per_ac: float = PJ_PER_AC,
                pj_per_mac: float = PJ_PER_MAC, steps: int | None = None) -> dict[str, Any]:

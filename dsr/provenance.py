@@ -8,11 +8,15 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dsr import REPO_ROOT
+from dsr.resolve import plugin_provenance
+
+if TYPE_CHECKING:
+    from dsr.config import RunConfig
 
 PACKAGES = ("torch", "torchvision", "spikingjelly", "numpy", "snakemake")
 
@@ -52,6 +56,12 @@ def provenance(device: torch.device, start: Start, world_size: int) -> dict[str,
             "packages": packages, "device": f"{device.type}: {name or platform.machine()}",
             "start_time": start.time, "end_time": now(), "hostname": socket.gethostname(),
             "world_size": world_size}
+
+
+def run_provenance(cfg: RunConfig, device: torch.device, start: Start,
+                   world_size: int) -> dict[str, Any]:
+    """provenance() plus every out-of-tree class the run imported (file and sha256)."""
+    return {**provenance(device, start, world_size), "plugins": plugin_provenance(cfg)}
 
 
 def now() -> str:

@@ -1,4 +1,4 @@
-"""metrics.json: the schema (workflow/schemas/metrics.schema.json), atomic writes, checked reads,
+"""metrics.json: the schema (dsr/schemas/metrics.schema.json), atomic writes, checked reads,
 and the lock that keeps one process per run folder.
 
 Every result, checkpoint and table is written to a temporary file in the same folder and renamed
@@ -24,9 +24,7 @@ from typing import Any
 
 import jsonschema
 
-from dsr import REPO_ROOT
-
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "metrics.schema.json"
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "metrics.schema.json"
 SCHEMA_VERSION = 1
 
 
@@ -81,7 +79,7 @@ def validate(metrics: dict[str, Any], where: str = "metrics") -> None:
     except jsonschema.ValidationError as e:
         path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ResultError(f"{where}: field {path}: {e.message.splitlines()[0][:200]} "
-                          "(does not match workflow/schemas/metrics.schema.json; rerun the job "
+                          "(does not match dsr/schemas/metrics.schema.json; rerun the job "
                           "to regenerate it)") from None
 
 

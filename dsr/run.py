@@ -168,18 +168,19 @@ def check_paths(args: argparse.Namespace, cfg: RunConfig) -> None:
 def already_done(args: argparse.Namespace, cfg: RunConfig, log) -> bool:
     """True when --out already holds this run (and --save-model its model): nothing to do. A
     corrupt --out is moved aside (it is retrained); one that holds another run is refused."""
-    from dsr.results import ResultError, quarantine, read_metrics
+    from dsr.record import RunRecord
+    from dsr.results import ResultError, quarantine
 
     if not args.out.exists():
         return False
     try:
-        metrics = read_metrics(args.out)
+        rec = RunRecord.read(args.out)
     except ResultError as e:
         log(f"{e}: moved aside to {quarantine(args.out)}; training it again")
         return False
-    if metrics["config_hash"] != cfg.hash:
+    if rec.config_hash != cfg.hash:
         raise ConfigError(f"--out {args.out} already holds another run (config_hash "
-                          f"{metrics['config_hash']}, this one is {cfg.hash}); choose another "
+                          f"{rec.config_hash}, this one is {cfg.hash}); choose another "
                           "--out, a finished result is never overwritten")
     if args.save_model is not None and not args.save_model.exists():
         return False  # resumed from the last checkpoint to write the model

@@ -17,26 +17,28 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
-from dsr import checkpoint, preflight, record
+from dsr import checkpoint, preflight
 from dsr import data as dsr_data
-from dsr import metrics as M
 from dsr.checkpoint import Preempted, Progress, StopFlag
 from dsr.config import RunConfig
 from dsr.cost import TrainingMemory, sync
+from dsr.evaluate import Evaluation, accuracy, evaluate, evaluated, latency
 from dsr.method import Method
 from dsr.optim import make_optimizer, make_schedule, steps_per_epoch
-from dsr.provenance import started
-from dsr.record import Evaluation
-from dsr.results import atomic_write, remove_stale_temps, run_lock, write_metrics
+from dsr.provenance import Start, run_provenance, started
+from dsr.record import RunRecord, diverged_record, trained_record
+from dsr.results import remove_stale_temps, run_lock
+from dsr.stages import CALIBRATE, PRETRAIN_ANN, Stage, training_stages
 
 
 class TrainingError(RuntimeError):
@@ -115,131 +117,142 @@ def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Datase
     return data
 
 
-class Trainer:
-    """Trains `method` on `data` for the run `cfg`; `fit` is reusable for ANN pre-training."""
+@dataclass
+class Run:
+    """What a run's stages share (never its method, which each function is given):
+    configuration, data, device, processes, log and the training memory (its baseline: the
+    data loaded, nothing built)."""
 
-    def __init__(self, cfg: RunConfig, method: Method, data: dsr_data.Dataset,
-                 device: torch.device, dist: Dist, log=print):
-        self.cfg, self.method, self.data, self.device, self.dist = cfg, method, data, device, dist
-        self.log = log
-        self.memory = TrainingMemory(device)  # its baseline: the data loaded, nothing built
+    cfg: RunConfig
+    data: dsr_data.Dataset
+    device: torch.device
+    dist: Dist
+    log: Callable[[str], None] = print
+    memory: TrainingMemory = field(init=False)
 
-    def training_module(self, model: nn.Module, method: Method) -> nn.Module:
-        """The method's training module, inside DDP when the run has several processes (DDP
-        averages gradients, so dL/dv_th is not multiplied by the number of processes)."""
-        module = method.training_module(model)
-        if self.dist.world_size == 1:
-            return module
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    def __post_init__(self) -> None:
+        self.memory = TrainingMemory(self.device)
 
-    def train_epoch(self, model: nn.Module, method: Method, opt, sched, epoch: int,
+
+def training_module(model: nn.Module, method: Method, device: torch.device,
+                    dist: Dist) -> nn.Module:
+    """The method's training module, inside DDP when the run has several processes (DDP
+    averages gradients, so dL/dv_th is not multiplied by the number of processes)."""
+    module = method.training_module(model)
+    if dist.world_size == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def train_one_epoch(model: nn.Module, method: Method, data: dsr_data.Dataset,
+                    optimizer: torch.optim.Optimizer, schedule: LRScheduler,
+                    cfg: RunConfig, epoch: int, device: torch.device, dist: Dist | None = None,
                     progress: Progress | None = None, stop: StopFlag | None = None) -> float:
-        """One epoch over the training set (the mean loss); `model` is the output of
-        `training_module`. With `progress`, the epoch starts after its `step` steps (a resumed
-        run) and its counters are kept there; with `stop`, a set flag ends the epoch after the
-        current step with Preempted."""
-        t, dist = self.cfg.train, self.dist
-        progress = progress or Progress(epoch)
-        model.train()
-        # batch_size is the global batch; each rank takes its share (the data layer's contract)
-        batches = self.data.batches("train", t.batch_size, epoch=epoch, seed=self.cfg.seed,
-                                    device=self.device, rank=dist.rank,
-                                    world_size=dist.world_size, drop_last=dist.drop_last,
-                                    start=progress.step)
-        bar = tqdm(batches, total=steps_per_epoch(self.data, t, dist) - progress.step,
-                   desc=f"epoch {epoch + 1}", leave=False, disable=None, file=sys.stderr)
-        for x, y in bar:
-            opt.zero_grad(set_to_none=True)
-            loss = method.train_step(model, x, y)
-            if not torch.isfinite(loss):
-                raise Diverged(epoch + 1, f"non-finite loss ({loss.item()}) at step "
-                               f"{progress.step + 1}")
-            opt.step()
-            sched.step()
-            progress.step += 1
-            progress.loss_sum += loss.item() * len(y)
-            progress.samples += len(y)
-            if stop is not None and self.stopping(stop):
-                raise Preempted(f"stopped by signal {stop.signal} in epoch {epoch + 1} after "
-                                f"step {progress.step}")
-        return progress.loss_sum / max(1, progress.samples)
+    """One epoch over the training set (the mean loss); `model` is `training_module`'s output.
+    With `progress`, the epoch starts after its `step` steps (a resumed run) and its counters
+    are kept there; with `stop`, a set flag ends the epoch after the current step with
+    Preempted."""
+    t, dist = cfg.train, dist or Dist()
+    progress = progress or Progress(epoch)
+    model.train()
+    # batch_size is the global batch; each rank takes its share (the data layer's contract)
+    batches = data.batches("train", t.batch_size, epoch=epoch, seed=cfg.seed, device=device,
+                           rank=dist.rank, world_size=dist.world_size, drop_last=dist.drop_last,
+                           start=progress.step)
+    bar = tqdm(batches, total=steps_per_epoch(data, t, dist) - progress.step,
+               desc=f"epoch {epoch + 1}", leave=False, disable=None, file=sys.stderr)
+    for x, y in bar:
+        optimizer.zero_grad(set_to_none=True)
+        loss = method.train_step(model, x, y)
+        if not torch.isfinite(loss):
+            raise Diverged(epoch + 1, f"non-finite loss ({loss.item()}) at step "
+                           f"{progress.step + 1}")
+        optimizer.step()
+        schedule.step()
+        progress.step += 1
+        progress.loss_sum += loss.item() * len(y)
+        progress.samples += len(y)
+        if stop is not None and stopping(stop, device, dist):
+            raise Preempted(f"stopped by signal {stop.signal} in epoch {epoch + 1} after "
+                            f"step {progress.step}")
+    return progress.loss_sum / max(1, progress.samples)
 
-    def stopping(self, stop: StopFlag) -> bool:
-        """Whether to stop now; every process of a DDP run agrees (one may miss the signal)."""
-        if self.dist.world_size == 1:
-            return bool(stop)
-        flag = torch.tensor(float(bool(stop)), device=self.device)
-        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
-        return bool(flag.item())
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, method: Method, synops: bool = False) -> Evaluation:
-        """Test accuracy and firing rates over the test split (+ SynOps when asked); the
-        split is the fixed subset when test_subset is set."""
-        t = self.cfg.train
-        net = method.inference_model(model, self.data).eval()
-        layers = method.spiking_layers(net)
-        counter = M.SpikeCounter(layers)
-        ops = M.SynOpsCounter(net, layers) if synops else None
-        with counter.attach(), ops.attach() if ops else contextlib.nullcontext():
-            accuracy, seen = self.accuracy(net, method, "test")
-        report = ops.report(seen, t.pj_per_ac, t.pj_per_mac) if ops else None
-        return Evaluation(accuracy, net, counter, report)
+def stopping(stop: StopFlag, device: torch.device, dist: Dist) -> bool:
+    """Whether to stop now; every process of a DDP run agrees (one may miss the signal)."""
+    if dist.world_size == 1:
+        return bool(stop)
+    flag = torch.tensor(float(bool(stop)), device=device)
+    torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+    return bool(flag.item())
 
-    @torch.no_grad()
-    def accuracy(self, net: nn.Module, method: Method, split: str) -> tuple[float, int]:
-        """The accuracy of the evaluated network `net` over `split`, and how many samples it
-        saw (the test split, or the validation split held out with val_fraction > 0)."""
-        correct = seen = 0
-        for x, y in self.data.batches(split, self.cfg.train.eval_batch_size, device=self.device):
-            correct += int((method.logits(net, x).argmax(-1) == y).sum())
-            seen += len(y)
-        return correct / max(1, seen), seen
 
-    def run_epoch(self, model: nn.Module, train_model: nn.Module, opt, sched,
-                  progress: Progress, stop: StopFlag | None = None) -> Evaluation:
-        """Train epoch `progress.epoch` of the run (from its `step`), evaluate, append both to
-        the history, log them and move `progress` to the next epoch's start."""
-        cfg, method, epoch = self.cfg, self.method, progress.epoch
-        self.memory.start_epoch()
-        t0 = time.perf_counter() - progress.seconds
-        try:
-            loss = self.train_epoch(train_model, method, opt, sched, epoch, progress, stop)
-        finally:  # a stopped epoch keeps its time so far in the checkpoint
-            progress.seconds = time.perf_counter() - t0
-        sync(self.device)
-        seconds = time.perf_counter() - t0
-        peak, reserved = self.memory.end_epoch()
-        steps = progress.step
-        if not finite_state(model):  # a finite loss with non-finite gradients
-            raise Diverged(epoch + 1, "non-finite weights after the epoch")
-        # the last epoch's pass also counts SynOps (one pass over the test set, not two)
-        last = self.evaluate(model, method, synops=epoch + 1 == cfg.train.epochs)
-        acc, total = last.accuracy, last.counter.total()
-        values = [("accuracy", acc), ("loss", loss), ("seconds", seconds), ("rate", total),
-                  ("steps", steps), ("memory", peak), ("reserved", reserved)]
-        if self.data.has_split("val"):
-            values.append(("val_accuracy", self.accuracy(last.net, method, "val")[0]))
-        for key, value in values:
-            progress.history.setdefault(key, []).append(value)  # older checkpoints lack some
-        progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
-        progress.samples, progress.seconds = 0, 0.0
-        rate = "-" if total is None else f"{100 * total:.2f}%"
-        self.log(f"[{cfg.method} {cfg.dataset} T={cfg.time_steps} seed={cfg.seed}] epoch "
-                 f"{epoch + 1}/{cfg.train.epochs} loss {loss:.4f} acc {100 * acc:.2f}% rate "
-                 f"{rate} {seconds:.1f}s")
-        return last
+def fit(model: nn.Module, method: Method, run: Run, epochs: int) -> None:
+    """Plain training for `epochs` (no checkpoints, no evaluation): a pre-training stage."""
+    cfg, data, device, dist = run.cfg, run.data, run.device, run.dist
+    opt = make_optimizer(model, cfg)
+    sched = make_schedule(opt, cfg.train, data, dist, epochs)
+    module = training_module(model, method, device, dist)
+    for epoch in range(epochs):
+        loss = train_one_epoch(module, method, data, opt, sched, cfg, epoch, device, dist)
+        run.log(f"[pre-train {method.key or type(method).__name__}] epoch {epoch + 1}/{epochs} "
+                f"loss {loss:.4f}")
 
-    def fit(self, model: nn.Module, method: Method, epochs: int) -> None:
-        """Plain training for `epochs` (no checkpoints): used for pre-training stages."""
-        opt = make_optimizer(model, self.cfg)
-        sched = make_schedule(opt, self.cfg.train, self.data, self.dist, epochs)
-        module = self.training_module(model, method)
-        for epoch in range(epochs):
-            loss = self.train_epoch(module, method, opt, sched, epoch)
-            self.log(f"[pre-train {method.key or type(method).__name__}] epoch {epoch + 1}/"
-                     f"{epochs} loss {loss:.4f}")
+
+def run_epoch(run: Run, model: nn.Module, train_model: nn.Module, method: Method, stage: Stage,
+              opt, sched, progress: Progress, stop: StopFlag | None = None) -> Evaluation:
+    """Train epoch `progress.epoch` of the run (from its `step`), evaluate what `stage`
+    evaluates, append both to the history, log them and move `progress` to the next epoch's
+    start."""
+    cfg, data, device, epoch = run.cfg, run.data, run.device, progress.epoch
+    run.memory.start_epoch()
+    t0 = time.perf_counter() - progress.seconds
+    try:
+        loss = train_one_epoch(train_model, method, data, opt, sched, cfg, epoch, device,
+                               run.dist, progress, stop)
+    finally:  # a stopped epoch keeps its time so far in the checkpoint
+        progress.seconds = time.perf_counter() - t0
+    sync(device)
+    seconds = time.perf_counter() - t0
+    peak, reserved = run.memory.end_epoch()
+    steps = progress.step
+    if not finite_state(model):  # a finite loss with non-finite gradients
+        raise Diverged(epoch + 1, "non-finite weights after the epoch")
+    # the last epoch's pass also counts SynOps (one pass over the test set, not two)
+    net, layers = evaluated(model, method, stage, data)
+    last = evaluate(net, layers, method, data, cfg, device, synops=epoch + 1 == cfg.train.epochs)
+    acc, total = last.accuracy, last.counter.total()
+    values = [("accuracy", acc), ("loss", loss), ("seconds", seconds), ("rate", total),
+              ("steps", steps), ("memory", peak), ("reserved", reserved)]
+    if data.has_split("val"):
+        values.append(("val_accuracy", accuracy(net, method, data, "val",
+                                                cfg.train.eval_batch_size, device)))
+    for key, value in values:
+        progress.history.setdefault(key, []).append(value)  # older checkpoints lack some
+    progress.epoch, progress.step, progress.loss_sum = epoch + 1, 0, 0.0
+    progress.samples, progress.seconds = 0, 0.0
+    rate = "-" if total is None else f"{100 * total:.2f}%"
+    run.log(f"[{cfg.method} {cfg.dataset} T={cfg.time_steps} seed={cfg.seed}] epoch "
+            f"{epoch + 1}/{cfg.train.epochs} loss {loss:.4f} acc {100 * acc:.2f}% rate "
+            f"{rate} {seconds:.1f}s")
+    return last
+
+
+def prepare(run: Run, model: nn.Module, method: Method, before: tuple[Stage, ...]) -> None:
+    """Run the stages before the checkpointed one (a fresh run only), in order: `pretrain-ann`
+    trains the method's ANN twin, `calibrate` sets `model` up from it."""
+    ann: nn.Module | None = None
+    for stage in before:
+        if stage.name == PRETRAIN_ANN:
+            twin = method.ann_twin()
+            ann = twin.build(run.cfg.arch, run.data.info).to(run.device)
+            fit(ann, twin, run, stage.epochs or run.cfg.train.epochs)
+        elif stage.name == CALIBRATE.name and ann is not None:
+            method.calibrate(model, ann, run.data)
+        else:
+            raise TrainingError(f"{run.cfg.method}: stage {stage.name!r} cannot run here (known "
+                                f"before training: {PRETRAIN_ANN}, then {CALIBRATE.name})")
 
 
 def finite_state(model: nn.Module) -> bool:
@@ -261,39 +274,53 @@ class Outcome:
 
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
-        save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None) -> dict:
+        save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None
+        ) -> RunRecord:
     """Train and evaluate one configuration with `method_cls` (as `dsr.resolve.resolve` returns
-    them); write `out` (metrics.json) atomically at the end, and with `save_model` the trained
-    weights (a model.pt that `dsr.convert` loads) before it. dataset_plugins registers
-    out-of-tree datasets ({key: module:Class})."""
+    them): its stages before `convert` (dsr.stages); write `out` (metrics.json) atomically at
+    the end, and with `save_model` the trained weights (a model.pt that `dsr.convert` loads)
+    before it. dataset_plugins registers out-of-tree datasets ({key: module:Class})."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
     set_seed(cfg, device)
     data = load_data(cfg, dataset_plugins)
     method: Method = method_cls(cfg)
-    if method.source_method is not None:
-        method.converted = False  # training its ANN: evaluate that ANN (`dsr.convert` converts it)
+    stages = training_stages(method.stages())
+    if not stages:
+        raise TrainingError(f"{cfg.method} never trains: it converts a trained ANN "
+                            "(--from-checkpoint)")
     preflight.check_run(cfg, method.model_options(data.info), data.info, device, dist.world_size)
-    trainer = Trainer(cfg, method, data, device, dist, log)
-    state = restore(trainer, out)  # a checkpoint that does not fit is refused, nothing written
+    ctx = Run(cfg, data, device, dist, log)
+    state = restore(ctx, method, out)  # a checkpoint that does not fit is refused, nothing written
     # one process per run folder (DDP's other ranks write nothing)
     with run_lock(out) if dist.main else contextlib.nullcontext():
-        outcome = train(trainer, out, state)
-        memory = trainer.memory
-        if outcome.diverged is None:
-            metrics = record.final_metrics(cfg, method, data, device, outcome.last,
-                                           outcome.history, start, dist.world_size, memory)
-        else:
+        outcome = train(ctx, method, stages, out, state)
+        rec = outcome_record(ctx, method, outcome, start)
+        if outcome.diverged is not None:
             log(f"{outcome.diverged}; recorded as diverged in {out}")
-            metrics = record.diverged_metrics(cfg, method, data.info, outcome.history,
-                                              outcome.diverged, device, start, dist.world_size,
-                                              memory)
         if dist.main:
             if save_model is not None:
-                write_model(save_model, outcome.model, cfg, metrics)
-            write_metrics(out, metrics)
-    return metrics
+                checkpoint.write_model(save_model, outcome.model, cfg, rec)
+            rec.write(out)
+    return rec
+
+
+def outcome_record(run: Run, method: Method, outcome: Outcome, start: Start) -> RunRecord:
+    """The run's record: latency timed now (batch 1 and eval_batch_size) and the process's
+    peak memory, with the last evaluation, the history and the training memory; a diverged
+    run's evaluates nothing."""
+    cfg, device, world = run.cfg, run.device, run.dist.world_size
+    kind, info = run.memory.kind, run.data.info
+    if outcome.diverged is not None:
+        div = outcome.diverged
+        return diverged_record(cfg, method, info, outcome.history, div.epoch, div.reason,
+                               run.memory.process_peak(), str(device),
+                               run_provenance(cfg, device, start, world), kind)
+    ms = latency(outcome.last.net, method, run.data, cfg, device)
+    return trained_record(cfg, method, info, outcome.last, outcome.history, ms,
+                          run.memory.process_peak(), str(device),
+                          run_provenance(cfg, device, start, world), kind)
 
 
 @dataclass
@@ -308,14 +335,14 @@ class State:
     stamp: tuple[int, int] | None
 
 
-def restore(trainer: Trainer, out: Path) -> State:
+def restore(run: Run, method: Method, out: Path) -> State:
     """Build the model, optimiser and schedule and load the checkpoint beside `out` into them,
     if there is one; reads only, so a checkpoint of another run or one that does not fit is
     refused before anything is written."""
-    cfg, data, dist, t = trainer.cfg, trainer.data, trainer.dist, trainer.cfg.train
-    model = trainer.method.build(cfg.arch, data.info).to(trainer.device)
+    cfg, data, t = run.cfg, run.data, run.cfg.train
+    model = method.build(cfg.arch, data.info).to(run.device)
     opt = make_optimizer(model, cfg)
-    sched = make_schedule(opt, t, data, dist, t.epochs)
+    sched = make_schedule(opt, t, data, run.dist, t.epochs)
     path = checkpoint.checkpoint_path(out)
     stamp = checkpoint.stamp(path)
     ckpt = checkpoint.load(path, cfg)
@@ -323,26 +350,28 @@ def restore(trainer: Trainer, out: Path) -> State:
     return State(model, opt, sched, progress, stamp)
 
 
-def train(trainer: Trainer, out: Path, state: State) -> Outcome:
-    """Train the restored `state` for the run's remaining epochs (a fresh one is first prepared,
-    e.g. ANN pre-training), a checkpoint after each epoch and at a stop signal (then Preempted
-    is raised). The caller holds the run's lock; a checkpoint another process wrote since
-    `restore` read it is read again."""
-    cfg, method, data, dist = trainer.cfg, trainer.method, trainer.data, trainer.dist
-    t = cfg.train
+def train(run: Run, method: Method, stages: tuple[Stage, ...], out: Path, state: State
+          ) -> Outcome:
+    """Run `stages` on the restored `state`: on a fresh run the ones before the last (e.g. ANN
+    pre-training), then a fresh optimiser; then the last for the run's remaining epochs, a
+    checkpoint after each epoch and at a stop signal (then Preempted is raised). The caller
+    holds the run's lock; a checkpoint another process wrote since `restore` read it is read
+    again."""
+    cfg, dist, t = run.cfg, run.dist, run.cfg.train
+    *before, stage = stages
     ckpt_path = checkpoint.checkpoint_path(out)
     if checkpoint.stamp(ckpt_path) != state.stamp:
-        state = restore(trainer, out)
+        state = restore(run, method, out)
     model, opt, sched, progress = state.model, state.opt, state.sched, state.progress
     try:
-        if state.stamp is None:  # a fresh run: pre-training stages, then a fresh optimiser
-            model = method.prepare(model, data, trainer).to(trainer.device)
+        if state.stamp is None and before:  # a fresh run: pre-training, then a fresh optimiser
+            prepare(run, model, method, tuple(before))
             opt = make_optimizer(model, cfg)
-            sched = make_schedule(opt, t, data, dist, t.epochs)
-        else:
-            trainer.log(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step} "
-                        f"({ckpt_path})")
-        train_model = trainer.training_module(model, method)
+            sched = make_schedule(opt, t, run.data, dist, t.epochs)
+        elif state.stamp is not None:
+            run.log(f"resuming {out} at epoch {progress.epoch + 1}, step {progress.step} "
+                    f"({ckpt_path})")
+        train_model = training_module(model, method, run.device, dist)
         if dist.main:
             remove_stale_temps(ckpt_path)
             remove_stale_temps(out)
@@ -350,7 +379,8 @@ def train(trainer: Trainer, out: Path, state: State) -> Outcome:
         with checkpoint.stop_on_signals() as stop:
             while progress.epoch < t.epochs:
                 try:
-                    last = trainer.run_epoch(model, train_model, opt, sched, progress, stop)
+                    last = run_epoch(run, model, train_model, method, stage, opt, sched, progress,
+                                     stop)
                 except Preempted:
                     if dist.main:
                         checkpoint.save(ckpt_path, cfg, progress, model, opt, sched)
@@ -360,15 +390,6 @@ def train(trainer: Trainer, out: Path, state: State) -> Outcome:
     except Diverged as e:
         return Outcome(model, None, progress.history, e)
     if last is None:  # resumed after the last epoch's checkpoint
-        last = trainer.evaluate(model, method, synops=True)
+        net, layers = evaluated(model, method, stage, run.data)
+        last = evaluate(net, layers, method, run.data, cfg, run.device, synops=True)
     return Outcome(model, last, progress.history)
-
-
-def write_model(path: Path, model: nn.Module, cfg: RunConfig, metrics: dict[str, Any]) -> None:
-    """The trained weights with what produced them (the last epoch's: what conversion uses);
-    a diverged run's model says so, and conversion records it as diverged without using it."""
-    state = {"method": cfg.method, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed,
-             "config": cfg.to_dict(), "config_hash": cfg.hash,
-             "accuracy": metrics["accuracy"]["final"], "diverged": metrics.get("diverged"),
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    atomic_write(path, lambda f: torch.save(state, f), mode="wb")

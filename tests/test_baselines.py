@@ -18,11 +18,23 @@ from baselines.dspike import DspikeSpike, dspike
 from baselines.qcfs import ClipFloorShift
 from baselines.tet import tet_loss
 from dsr import data as dsr_data
-from dsr import models, registry
+from dsr import models, registry, train
 from dsr.calibration import activation_percentiles, calibration_batches
+from dsr.config import ConfigError
+from dsr.evaluate import evaluate, evaluated
+from dsr.method import DSRIF
 from dsr.results import read_metrics
 from dsr.run import main, parser, resolve_args
-from dsr.train import Dist, Trainer
+from dsr.stages import (
+    CALIBRATE,
+    CONVERT,
+    FINE_TUNE,
+    TRAIN,
+    TRAIN_ANN,
+    pretrain_ann,
+    training_stages,
+)
+from dsr.train import Dist, Run, fit, prepare
 
 CHANCE = 0.10  # digits: 10 balanced classes
 MARGIN = 0.10  # after 3 short epochs every method must reach chance + 10 points
@@ -46,12 +58,12 @@ def time_steps(key: str) -> int:
 
 
 def make_run(argv: list[str]):
-    """(cfg, method, data, trainer) for an in-process run described by CLI arguments."""
+    """(cfg, method, data, run) for an in-process run described by CLI arguments."""
     cfg, method_cls = resolve_args(parser().parse_args([*argv, "--out", "unused.json"]))
     data = dsr_data.load(cfg.dataset, None)
     method = method_cls(cfg)
-    trainer = Trainer(cfg, method, data, torch.device("cpu"), Dist(), log=lambda msg: None)
-    return cfg, method, data, trainer
+    run = Run(cfg, data, torch.device("cpu"), Dist(), log=lambda msg: None)
+    return cfg, method, data, run
 
 
 # ---- every method through the CLI -----------------------------------------------------------
@@ -159,11 +171,11 @@ def test_conversion_refuses_a_model_trained_otherwise(tmp_path, capsys):
 
 @pytest.mark.parametrize("key", ["conversion", "qcfs"])
 def test_converted_accuracy_rises_towards_ann(key):
-    cfg, method, data, trainer = make_run(["--method", key, "--time-steps", "32", "--epochs", "4",
+    cfg, method, data, run = make_run(["--method", key, "--time-steps", "32", "--epochs", "4",
                                         "--dataset", "digits", "--set", "base_width=8",
                                         "--set", "batch_size=32", *settings(key)])
     ann = method.build(cfg.arch, data.info)
-    trainer.fit(ann, method, cfg.train.epochs)
+    fit(ann, method, run, cfg.train.epochs)
     ann.eval()
     correct = seen = 0
     with torch.no_grad():
@@ -174,7 +186,8 @@ def test_converted_accuracy_rises_towards_ann(key):
     accs = []
     for T in (2, 8, 32):
         at_T = registry.get(key)(dataclasses.replace(cfg, time_steps=T))
-        accs.append(trainer.evaluate(ann, at_T).accuracy)
+        net, layers = evaluated(ann, at_T, CONVERT, data)
+        accs.append(evaluate(net, layers, at_T, data, cfg, run.device).accuracy)
     assert ann_acc > 0.8  # a real classifier to convert
     assert all(b >= a - 0.02 for a, b in itertools.pairwise(accs)), (accs, ann_acc)
     assert abs(accs[-1] - ann_acc) <= 0.05, (accs, ann_acc)
@@ -404,17 +417,69 @@ def test_tet_trains_on_per_step_outputs():
 
 
 def test_dsr_hybrid_calibrates_thresholds_from_the_trained_twin():
-    cfg, method, data, trainer = make_run(["--method", "dsr-if", "--time-steps", "16", *SMALL,
-                                        "--set", "ann_pretrain_epochs=2"])
+    cfg, method, data, run = make_run(["--method", "dsr-if", "--time-steps", "16", *SMALL,
+                                       "--set", "ann_pretrain_epochs=2"])
+    *before, last = method.stages()
+    assert [s.name for s in method.stages()] == ["pretrain-ann", "calibrate", "fine-tune"]
+    assert before[0].epochs == 2 and last.evaluates == "snn"
     snn = method.build(cfg.arch, data.info)
     init = {k: v.clone() for k, v in snn.state_dict().items()}
-    snn = method.prepare(snn, data, trainer)
+    prepare(run, snn, method, tuple(before))
     assert not torch.equal(snn.stem[0].module.weight, init["stem.0.module.weight"])
     twin = models.create(cfg.arch, models.ReLU, num_classes=10, in_channels=1, base_width=4)
     twin.load_state_dict(snn.state_dict(), strict=False)  # the SNN holds the twin's weights
     clips = activation_percentiles(twin, calibration_batches(data, cfg, torch.device("cpu"), 5))
     assert [float(n.v_th.detach()) for n in snn.neurons()] == pytest.approx(clips)
-    assert trainer.evaluate(snn, method).accuracy > 0.5  # the converted start is already accurate
+    net, layers = evaluated(snn, method, FINE_TUNE, data)
+    assert evaluate(net, layers, method, data, cfg, run.device).accuracy > 0.5  # already accurate
+
+
+def test_dsr_hybrid_stages_run_in_order(monkeypatch, tmp_path):
+    events = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            events.append(name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(train, "fit", spy("pretrain-ann", train.fit))
+    monkeypatch.setattr(DSRIF, "calibrate", spy("calibrate", DSRIF.calibrate))
+    run_epoch = train.run_epoch
+
+    def epoch(run, model, train_model, method, stage, *args):
+        events.append(stage.name)  # the checkpointed stage, once per epoch
+        return run_epoch(run, model, train_model, method, stage, *args)
+
+    monkeypatch.setattr(train, "run_epoch", epoch)
+    rc = main(["--method", "dsr-if", "--time-steps", "4", "--epochs", "2", *SMALL,
+               "--set", "ann_pretrain_epochs=1", "--out", str(tmp_path / "metrics.json")])
+    assert rc == 0 and events == ["pretrain-ann", "calibrate", "fine-tune", "fine-tune"]
+    events.clear()  # without pre-training: one stage, no twin
+    rc = main(["--method", "dsr-if", "--time-steps", "4", "--epochs", "1", *SMALL,
+               "--out", str(tmp_path / "plain.json")])
+    assert rc == 0 and events == ["train"]
+
+
+def test_declared_stages_split_into_training_and_conversion():
+    assert training_stages((TRAIN_ANN, CONVERT)) == (TRAIN_ANN,)  # qcfs: dsr.train's part
+    assert training_stages((CONVERT,)) == ()  # conversion never trains
+    assert training_stages((pretrain_ann(2), CALIBRATE, FINE_TUNE))[-1] == FINE_TUNE
+    with pytest.raises(ConfigError, match="the last before convert must train"):
+        training_stages((TRAIN, CALIBRATE))
+
+
+def test_qcfs_training_counts_no_spikes_and_its_conversion_does(tmp_path):
+    convert = trained_source("qcfs", tmp_path)  # trains the quantised ANN (stage train-ann)
+    trained = read_metrics(tmp_path / "qcfs" / "metrics.json")
+    assert trained["firing_rate"]["total"] is None and trained["firing_rate"]["per_layer"] == []
+    assert trained["synops"]["total_ac"] == 0 and trained["synops"]["total_mac"] > 0
+    out = tmp_path / "converted" / "metrics.json"
+    rc = main(["--method", "qcfs", "--time-steps", "4", "--epochs", "3", *SMALL,
+               *settings("qcfs"), *convert, "--out", str(out)])
+    converted = read_metrics(out)
+    assert rc == 0 and 0 < converted["firing_rate"]["total"] < 1
+    assert converted["synops"]["total_ac"] > 0
 
 
 # ---- the plug-in interface and configuration errors --------------------------------------------

@@ -6,7 +6,7 @@ dL/dv_th is not multiplied by the number of processes (the official code's all-r
 spec section 3). BatchNorm in training mode normalises with each process's own T x B statistics
 (no SyncBatchNorm, as the official code), which legitimately changes the gradient; equality with
 one process is therefore checked with BN in eval mode (running statistics set identically
-beforehand) and, through the real Trainer, on a small network without BN; with BN in training
+beforehand) and, through the real harness, on a small network without BN; with BN in training
 mode fast and exact mode are checked equal to each other under DDP.
 """
 
@@ -87,7 +87,7 @@ def _shard_grads(rank: int) -> dict[str, Tensor]:
     return _grads(model)
 
 
-# ---- Trainer level: the real harness and DSR method, a network without BN ---------------------
+# ---- harness level: the real harness and DSR method, a network without BN ---------------------
 
 
 class TinyNet(SpikingNet):
@@ -110,7 +110,7 @@ class TinyDSR(DSRIF):
 
 
 class SyntheticData:
-    """The two methods of dsr.data.Dataset the Trainer uses, with the same sharding rule."""
+    """The two methods of dsr.data.Dataset the harness uses, with the same sharding rule."""
 
     def __init__(self, n: int = 2 * GLOBAL_BATCH):
         self.x, self.y = _data(n, seed=3)
@@ -134,12 +134,12 @@ def _trainer_level_params(mode: str, rank: int, world: int) -> dict[str, Tensor]
     method = TinyDSR(cfg)
     torch.manual_seed(0)
     model = method.build(cfg.arch, None)
-    trainer = train.Trainer(cfg, method, SyntheticData(), torch.device("cpu"),
-                            train.Dist(rank, world), log=lambda *a: None)
-    net = trainer.training_module(model, method)  # DDP(FastForward(model)) in fast mode
+    device, dist_ = torch.device("cpu"), train.Dist(rank, world)
+    net = train.training_module(model, method, device, dist_)  # DDP(FastForward(model)) if fast
     opt = train.make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, optim.lr_lambda(1, 2))
-    trainer.train_epoch(net, method, opt, sched, 0)  # two SGD steps
+    train.train_one_epoch(net, method, SyntheticData(), opt, sched, cfg, 0, device,
+                          dist_)  # two SGD steps
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 

@@ -12,9 +12,9 @@ from torch import Tensor, nn
 
 from dsr import REPO_ROOT, cost, models
 from dsr import metrics as M
+from dsr.evaluate import evaluate
 from dsr.layers import SeqWrap, TBatchNorm, flatten, linear
 from dsr.neuron import IFNeuron, LIFNeuron
-from dsr.train import Dist, Trainer
 
 
 class Replay(nn.Module):
@@ -333,19 +333,18 @@ def test_synops_averages_over_the_whole_test_set_and_fits_the_schema(gen):
     import json
 
     net = models.create("preact_resnet8", functools.partial(IFNeuron, 3, v_th=1.0), base_width=4)
-    method = types.SimpleNamespace(spiking_layers=lambda n: n.neurons(), logits=lambda n, x: n(x),
-                                   inference_model=lambda n, data: n)
+    method = types.SimpleNamespace(logits=lambda n, x: n(x))
     cfg = types.SimpleNamespace(train=types.SimpleNamespace(eval_batch_size=3, pj_per_ac=1.0,
                                                             pj_per_mac=2.0))
     x = torch.randn(5, 3, 16, 16, generator=gen)
-    trainer = Trainer(cfg, method, FakeData(x), torch.device("cpu"), Dist())
-    rep = trainer.evaluate(net, method, synops=True).synops  # the harness's own pass
+    rep = evaluate(net.eval(), net.neurons(), method, FakeData(x), cfg, torch.device("cpu"),
+                   synops=True).synops  # the harness's own pass
     whole = count(net, net.neurons(), x, 5)  # one batch of 5 (BN in eval: samples independent)
     assert rep["samples"] == 5
     assert rep["total_ac"] == pytest.approx(whole["total_ac"], rel=1e-12)
     assert rep["total_mac"] == whole["total_mac"]
     assert rep["energy_pj"] == pytest.approx(rep["total_ac"] + 2 * rep["total_mac"])
-    schema = json.loads((REPO_ROOT / "workflow/schemas/metrics.schema.json").read_text())
+    schema = json.loads((REPO_ROOT / "dsr/schemas/metrics.schema.json").read_text())
     jsonschema.validate(json.loads(json.dumps(rep)), schema["properties"]["synops"])
 
 

@@ -928,7 +928,7 @@ def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
     m = dsr_train.run(cfg, method_cls, tmp_path / "m.json", log=logged.append)
     assert any("epoch 1/2" in line for line in logged) and sorted(set(calls)) == [
         "rev-parse", "status"]
-    assert m["provenance"]["git_commit"] == "a" * 40 and m["provenance"]["git_dirty"] is False
+    assert m.provenance["git_commit"] == "a" * 40 and m.provenance["git_dirty"] is False
 
 
 def test_second_process_on_a_run_is_refused_in_one_line(tmp_path: Path):

@@ -12,8 +12,18 @@ from torch import nn
 from dsr import data as dsr_data
 from dsr.config import RunConfig, TrainConfig
 from dsr.cost import TrainingMemory
+from dsr.evaluate import Evaluation
 from dsr.metrics import SpikeCounter
-from dsr.record import Evaluation, metrics_record, training_cost
+from dsr.record import (
+    Accuracy,
+    Cost,
+    FiringRate,
+    Latency,
+    RunRecord,
+    TrainingMemoryRecord,
+    trained_record,
+    training_cost,
+)
 from dsr.results import SCHEMA_VERSION, validate
 from dsr.train import Dist, make_schedule
 
@@ -76,43 +86,49 @@ def record(accuracy: list[float]) -> tuple[dict, dict]:
                                        "device": "cpu: x86_64", "start_time": "s",
                                        "end_time": "e"}}
     last = Evaluation(accuracy[-1], net, counter, synops)
-    return metrics_record(cfg, method, info, last, history, **given), given | {"cfg": cfg}
+    return trained_record(cfg, method, info, last, history, **given), given | {"cfg": cfg}
 
 
 def test_record_holds_the_measured_values_and_the_first_best_epoch():
     m, given = record([0.5, 0.8, 0.8, 0.7])
-    validate(json.loads(json.dumps(m)))  # the metrics.json schema
-    assert m["schema_version"] == SCHEMA_VERSION
-    assert (m["method"], m["category"], m["neuron"], m["time_steps"], m["seed"], m["epochs"]) == (
+    validate(json.loads(json.dumps(m.to_json())))  # the metrics.json schema
+    assert m.schema_version == SCHEMA_VERSION
+    assert (m.method, m.category, m.neuron, m.time_steps, m.seed, m.epochs) == (
         "dsr-if", "ours", "IF", 4, 3, 4)
-    assert m["accuracy"] == {"best": 0.8, "final": 0.7, "best_epoch": 2,
-                             "per_epoch": [0.5, 0.8, 0.8, 0.7], "validation_selected": None}
-    assert m["firing_rate"] == {"per_layer": [0.25, 0.75], "layer_names": ["1", "3"],
-                                "total": 7 / 12, "per_epoch_total": [0.4] * 4}
-    assert m["synops"]["total_ac"] == 7.0 and m["train_loss"] == [1.0] * 4
-    assert m["latency"] == {"time_steps": 4, "ms_per_sample": given["latency"], "device": "cpu"}
-    assert m["cost"] == {"seconds_per_epoch": [0.5] * 4, "peak_memory_bytes": 123,
-                         "peak_memory_kind": "cpu_peak_rss"}
-    assert m["data"]["train_size"] == 1437 and m["data"]["source"] == "sklearn"
-    assert m["provenance"] is given["prov"]
-    assert m["config_hash"] == given["cfg"].hash and m["config"] == given["cfg"].to_dict()
+    assert m.accuracy == Accuracy(best=0.8, final=0.7, best_epoch=2,
+                                  per_epoch=[0.5, 0.8, 0.8, 0.7], validation_selected=None)
+    assert m.to_json()["accuracy"] == {"best": 0.8, "final": 0.7, "best_epoch": 2,
+                                       "per_epoch": [0.5, 0.8, 0.8, 0.7],
+                                       "validation_selected": None}  # null written, not left out
+    assert m.firing_rate == FiringRate(per_layer=[0.25, 0.75], total=7 / 12,
+                                       layer_names=["1", "3"], per_epoch_total=[0.4] * 4)
+    assert m.synops.total_ac == 7.0 and m.train_loss == [1.0] * 4
+    assert m.latency == Latency(time_steps=4, ms_per_sample=given["latency"], device="cpu")
+    assert m.cost == Cost(seconds_per_epoch=[0.5] * 4, peak_memory_bytes=123,
+                          peak_memory_kind="cpu_peak_rss")
+    assert m.to_json()["cost"] == {"seconds_per_epoch": [0.5] * 4, "peak_memory_bytes": 123,
+                                   "peak_memory_kind": "cpu_peak_rss"}
+    assert m.data.train_size == 1437 and m.data.source == "sklearn"
+    assert m.provenance is given["prov"]
+    assert m.config_hash == given["cfg"].hash and m.config == given["cfg"].to_dict()
+    assert RunRecord.from_json(json.loads(json.dumps(m.to_json()))) == m
 
 
 def test_record_of_a_single_epoch_is_best_and_final():
     m, _ = record([0.25])
-    assert m["accuracy"]["best"] == m["accuracy"]["final"] == 0.25
-    assert m["accuracy"]["best_epoch"] == 1
+    assert m.accuracy.best == m.accuracy.final == 0.25
+    assert m.accuracy.best_epoch == 1
 
 
 def test_training_cost_is_recorded_per_epoch_and_step():
     history = {"seconds": [2.0, 3.0], "steps": [20, 30], "memory": [5 * 2**20, 7 * 2**20],
                "reserved": [None, None]}
     cost = training_cost(history, (10 * 2**20, "cpu_peak_rss"), "cpu_rss_growth")
-    assert cost["seconds_per_step"] == [0.1, 0.1]
-    assert cost["training_memory"] == {"kind": "cpu_rss_growth", "peak_bytes": 7 * 2**20,
-                                       "reserved_bytes": None,
-                                       "per_epoch_bytes": [5 * 2**20, 7 * 2**20]}
-    assert "training_memory" not in training_cost(history, (1, "cpu_peak_rss"), None)
+    assert cost.seconds_per_step == [0.1, 0.1]
+    assert cost.training_memory == TrainingMemoryRecord(
+        kind="cpu_rss_growth", peak_bytes=7 * 2**20, reserved_bytes=None,
+        per_epoch_bytes=[5 * 2**20, 7 * 2**20])
+    assert "training_memory" not in training_cost(history, (1, "cpu_peak_rss"), None).to_json()
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's VmHWM reset")

@@ -11,7 +11,7 @@ import torch
 
 from dsr import data
 from dsr.config import ConfigError, RunConfig, TrainConfig, identity
-from dsr.record import accuracy_record
+from dsr.record import Validation, accuracy_record
 from dsr.resolve import resolve
 from pipeline import tuning
 from pipeline.grid import Grid
@@ -68,11 +68,11 @@ def test_validation_selected_is_the_test_accuracy_at_the_best_validation_epoch()
     cfg: RunConfig = resolve("dsr-if", "digits", 4, 0, overrides={"val_fraction": "0.2"})[0]
     history = {"accuracy": [0.5, 0.9, 0.7, 0.8], "val_accuracy": [0.6, 0.7, 0.9, 0.9]}
     acc = accuracy_record(cfg, history)
-    assert (acc["best"], acc["best_epoch"]) == (0.9, 2)  # the paper's best test epoch
-    assert acc["validation"] == {"fraction": 0.2, "per_epoch": [0.6, 0.7, 0.9, 0.9],
-                                 "best": 0.9, "best_epoch": 3}
-    assert acc["validation_selected"] == 0.7  # epoch 3: the first with the best validation
-    assert accuracy_record(cfg, {"accuracy": [0.5]})["validation_selected"] is None
+    assert (acc.best, acc.best_epoch) == (0.9, 2)  # the paper's best test epoch
+    assert acc.validation == Validation(fraction=0.2, per_epoch=[0.6, 0.7, 0.9, 0.9], best=0.9,
+                                        best_epoch=3)
+    assert acc.validation_selected == 0.7  # epoch 3: the first with the best validation
+    assert accuracy_record(cfg, {"accuracy": [0.5]}).validation_selected is None
 
 
 # ---- planning --------------------------------------------------------------------------------

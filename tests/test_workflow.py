@@ -22,6 +22,7 @@ import yaml
 from bench.aggregate import synthetic_metrics
 from dsr import REPO_ROOT as ROOT
 from dsr import registry
+from dsr.record import RunRecord
 from dsr.results import ResultError
 from pipeline import collect, names, render, text
 from pipeline import published as pub
@@ -551,10 +552,11 @@ def test_every_published_row_has_a_known_status_and_a_source() -> None:
 
 
 def test_stale_reason_compares_the_run_identity() -> None:
-    m = synthetic_metrics("dsr-if", "digits", "preact_resnet8", 2, 0, 5, random.Random(0))
-    assert collect.stale_reason(m, {"hash": m["config_hash"]}) is None
+    m = RunRecord.from_json(synthetic_metrics("dsr-if", "digits", "preact_resnet8", 2, 0, 5,
+                                              random.Random(0)))
+    assert collect.stale_reason(m, {"hash": m.config_hash}) is None
     assert collect.stale_reason(m, {"hash": "0" * 16}) == (
-        f"holds run {m['config_hash']}, the configuration asks for {'0' * 16}")
+        f"holds run {m.config_hash}, the configuration asks for {'0' * 16}")
 
 
 def test_legend_says_when_runs_use_data_subsets() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from dsr.results import read_metrics
+from dsr.record import RunRecord
 from pipeline.collect import Collected
 from pipeline.grid import CLAIM_KINDS
 from pipeline.names import display
@@ -243,10 +243,10 @@ def _sweep(col: Collected, exp: str, arch: str, method: str) -> pd.DataFrame | N
     """Mean accuracy (%) per step of the method's recorded latency sweeps (longest sweep)."""
     points = []
     for _, run in _runs(col, exp, arch, method).iterrows():
-        sweep = read_metrics(run["path"]).get("latency_sweep")
+        sweep = RunRecord.read(run["path"]).latency_sweep
         if sweep:
-            points += [{"seed": run["seed"], "T_max": sweep["T_max"], "T": p["T"],
-                        "acc": 100 * p["accuracy"]} for p in sweep["points"]]
+            points += [{"seed": run["seed"], "T_max": sweep.T_max, "T": p.T,
+                        "acc": 100 * p.accuracy} for p in sweep.points]
     if not points:
         return None
     df = pd.DataFrame(points)

@@ -18,7 +18,7 @@ model it converted, recorded in its converted_from, and its metrics.json is rewr
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import re
 import shutil
 import sys
@@ -26,7 +26,8 @@ from pathlib import Path
 
 from dsr import REPO_ROOT
 from dsr.config import ConfigError, RunConfig
-from dsr.results import ResultError, read_metrics, write_metrics
+from dsr.record import RunRecord
+from dsr.results import ResultError
 from pipeline.configs import load_config
 from pipeline.grid import Grid, check_config
 
@@ -40,7 +41,7 @@ def unusable(grid: Grid) -> list[tuple[Path, str]]:
         if not path.exists():
             continue
         try:
-            recorded = read_metrics(path)["config_hash"]
+            recorded = RunRecord.read(path).config_hash
         except ResultError as e:
             bad.append((path, str(e).removeprefix(f"{path}: ").split(";")[0]))
             continue
@@ -78,22 +79,22 @@ def unreferenced(configs: list[Path]) -> tuple[list[Path], list[Path]]:
     return stray, old
 
 
-def new_folder(results: Path, metrics: dict) -> tuple[Path, dict]:
-    """Where a run recorded in the layout before run identity belongs, and its metrics with the
+def new_folder(results: Path, rec: RunRecord) -> tuple[Path, RunRecord]:
+    """Where a run recorded in the layout before run identity belongs, and its record with the
     conversion's `source` added (unchanged for a training run)."""
-    config = dict(metrics["config"])
-    converted = metrics.get("converted_from")
+    config = dict(rec.config)
+    converted = rec.converted_from
     if converted is not None:
-        config["source"] = converted["config_hash"]
+        config["source"] = converted.config_hash
     cfg = RunConfig.from_dict(config)
     folder = (results / "runs" / cfg.dataset / cfg.arch / cfg.method / f"T{cfg.time_steps}"
               / f"seed{cfg.seed}" / cfg.hash)
     if converted is None:
-        if cfg.hash != metrics["config_hash"]:
-            raise ResultError(f"its recorded config_hash {metrics['config_hash']} is not the hash "
+        if cfg.hash != rec.config_hash:
+            raise ResultError(f"its recorded config_hash {rec.config_hash} is not the hash "
                               f"of its recorded config ({cfg.hash})")
-        return folder, metrics
-    return folder, {**metrics, "config": cfg.to_dict(), "config_hash": cfg.hash}
+        return folder, rec
+    return folder, dataclasses.replace(rec, config=cfg.to_dict(), config_hash=cfg.hash)
 
 
 def move_records(results: Path, old: Path, new: Path, log=print) -> None:
@@ -114,16 +115,16 @@ def move_records(results: Path, old: Path, new: Path, log=print) -> None:
 def migrate(results: Path, apply: bool, log=print) -> int:
     """Move every old-layout run under `results` to its identity folder; the number moved (or
     that would be). A conversion's converted_from.path follows its model's move."""
-    moves: dict[Path, tuple[Path, dict]] = {}
+    moves: dict[Path, tuple[Path, RunRecord]] = {}
     for path in sorted((results / "runs").rglob("metrics.json")):
         if identity_folder(path.parent):
             continue
         try:
-            moves[path.parent] = new_folder(results, read_metrics(path))
+            moves[path.parent] = new_folder(results, RunRecord.read(path))
         except (ResultError, ConfigError, TypeError, KeyError) as e:
             log(f"skipped {path}: {e}")
     renamed = {str(old / "model.pt"): str(new / "model.pt") for old, (new, _) in moves.items()}
-    for old, (new, metrics) in moves.items():
+    for old, (new, rec) in moves.items():
         if new.exists():
             log(f"skipped {old}: {new} already exists")
             continue
@@ -135,12 +136,13 @@ def migrate(results: Path, apply: bool, log=print) -> int:
         new.parent.mkdir(parents=True, exist_ok=True)
         staged.rename(new)
         move_records(results, old, new, log)
-        converted = metrics.get("converted_from")
+        converted = rec.converted_from
         if converted is not None:
-            converted = {**converted, "path": renamed.get(converted["path"], converted["path"])}
-            metrics = {**metrics, "converted_from": converted}
-        if metrics != json.loads((new / "metrics.json").read_text()):
-            write_metrics(new / "metrics.json", metrics)
+            path = renamed.get(converted.path, converted.path)
+            rec = dataclasses.replace(rec, converted_from=dataclasses.replace(converted,
+                                                                              path=path))
+        if rec != RunRecord.read(new / "metrics.json"):
+            rec.write(new / "metrics.json")
     return len(moves)
 
 
