@@ -82,6 +82,12 @@ def check_model(state: dict[str, Any], path: Path, cfg: RunConfig, method: Metho
             raise TrainingError(f"{where}: trained with {key}={trained.get(key)!r}, this run "
                                 f"says {key}={mine[key]!r}; pass the --epochs/--set of the run "
                                 "that trained it")
+    trained_data = RunConfig.from_dict(state["config"]).data_params  # older files: in train
+    for key, value in cfg.data_params.items():  # the same dataset settings (e.g. DVS frames)
+        if trained_data.get(key) != value:
+            raise TrainingError(f"{where}: trained with {key}={trained_data.get(key)!r}, this "
+                                f"run says {key}={value!r}; pass the --set of the run that "
+                                "trained it")
     if method.source_method == cfg.method:  # its own ANN (qcfs): the same hyperparameters
         for key, value in cfg.params.items():
             if state["config"]["params"].get(key) != value:
@@ -103,7 +109,6 @@ def load_ann(state: dict[str, Any], source: Path, cfg: RunConfig, method: Method
 
 def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
             extra_points: list[int], log=print,
-            dataset_plugins: dict[str, str] | None = None,
             state: dict[str, Any] | None = None) -> RunRecord:
     """Convert a trained ANN (`source`, a model.pt; `state`, its contents if already read) once
     and evaluate it for T_max = cfg.time_steps steps; write `out` with the latency sweep:
@@ -121,7 +126,7 @@ def convert(cfg: RunConfig, method_cls: type[Method], out: Path, source: Path,
                             "ANN-to-SNN conversion method")
     state = read_model(source) if state is None else state
     check_model(state, source, cfg, method)
-    data = load_data(cfg, dataset_plugins)
+    data = load_data(cfg)
     chunk = max(1, SWEEP_SAMPLE_STEPS // cfg.time_steps)
     preflight.footprint(cfg, method.model_options(data.info), data.info).refuse_above(
         preflight.available_memory(device), cfg.time_steps, chunk, "conversion sweep")

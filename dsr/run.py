@@ -209,13 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         check_paths(args, cfg)
         if already_done(args, cfg, log):
             return 0
-        dataset_plugins = plugin_targets("--dataset-plugin", args.dataset_plugin)
         if state is not None:
             convert(cfg, method_cls, args.out, args.from_checkpoint, args.sweep_points,
-                    log=log, dataset_plugins=dataset_plugins, state=state)
+                    log=log, state=state)
         else:
-            run(cfg, method_cls, args.out, log=log, save_model=args.save_model,
-                dataset_plugins=dataset_plugins)
+            run(cfg, method_cls, args.out, log=log, save_model=args.save_model)
     except (ConfigError, registry.UnknownMethod, datasets.UnknownDataset, DataError, ResultError,
             TrainingError, CheckpointError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always

@@ -103,14 +103,15 @@ def deterministic_algorithms() -> None:
         inductor.deterministic = True
 
 
-def load_data(cfg: RunConfig, plugins: dict[str, str] | None) -> dsr_data.Dataset:
-    """The run's data (with val_fraction, a validation split held out of the training set),
-    refused before the first step if a split is empty or a label is out of range
-    (dsr.data.check_splits)."""
+def load_data(cfg: RunConfig) -> dsr_data.Dataset:
+    """The run's data (its dataset's class: cfg.plugins names an out-of-tree one; with
+    val_fraction, a validation split held out of the training set), refused before the first
+    step if a split is empty or a label is out of range (dsr.data.check_splits)."""
     t = cfg.train
+    plugin = {cfg.dataset: cfg.plugins["dataset"]} if "dataset" in cfg.plugins else None
     data = dsr_data.load(cfg.dataset, t.data_root, download=t.download,
                          train_subset=t.train_subset, test_subset=t.test_subset,
-                         params=cfg.data_params, plugins=plugins)
+                         params=cfg.data_params, plugins=plugin)
     if t.val_fraction:
         data = data.with_validation(t.val_fraction)
     dsr_data.check_splits(data, cfg.dataset)
@@ -274,17 +275,16 @@ class Outcome:
 
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
-        save_model: Path | None = None, dataset_plugins: dict[str, str] | None = None
-        ) -> RunRecord:
+        save_model: Path | None = None) -> RunRecord:
     """Train and evaluate one configuration with `method_cls` (as `dsr.resolve.resolve` returns
     them): its stages before `convert` (dsr.stages); write `out` (metrics.json) atomically at
     the end, and with `save_model` the trained weights (a model.pt that `dsr.convert` loads)
-    before it. dataset_plugins registers out-of-tree datasets ({key: module:Class})."""
+    before it."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)
     set_seed(cfg, device)
-    data = load_data(cfg, dataset_plugins)
+    data = load_data(cfg)
     method: Method = method_cls(cfg)
     stages = training_stages(method.stages())
     if not stages:

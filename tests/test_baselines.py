@@ -166,6 +166,24 @@ def test_conversion_refuses_a_model_trained_otherwise(tmp_path, capsys):
     assert rc != 0 and "trained with lr=0.1, this run says lr=0.05" in err
     assert not out.exists()
 
+def test_conversion_refuses_a_model_of_other_dataset_settings() -> None:
+    """A model trained on other dataset settings (CIFAR10-DVS frames) is refused in one line,
+    also from a model.pt written when the settings were TrainConfig fields."""
+    from dsr.convert import TrainingError, check_model
+    from dsr.resolve import resolve
+
+    ann, _ = resolve("ann", "cifar10_dvs", 1, 0, overrides={"frames": "10"})
+    conv, conv_cls = resolve("conversion", "cifar10_dvs", 8, 0, source=ann.hash)
+    old = ann.to_dict()
+    old["train"] = {**old["train"], **old.pop("data_params")}
+    for config in (ann.to_dict(), old):
+        state = {"config_hash": ann.hash, "method": "ann", "dataset": "cifar10_dvs",
+                 "arch": ann.arch, "seed": 0, "config": config}
+        with pytest.raises(TrainingError, match="trained with frames=10, this run says "
+                                                "frames=20; pass the --set"):
+            check_model(state, "m.pt", conv, conv_cls(conv))
+
+
 # ---- conversion: the SNN approaches its ANN as T grows ---------------------------------------
 
 
