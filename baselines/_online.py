@@ -1,12 +1,12 @@
 """Online training through time, shared by `ottt` and `sltt`: a forward and backward per step.
 
-The architectures (dsr.models) take whole [T, B, ...] sequences; an online method's training
+The architectures (dsr.snn.models) take whole [T, B, ...] sequences; an online method's training
 step calls the network once per time step t on that step's input ([1, B, ...]; a static image is
 the same at every step) inside `online_steps`, where
 - each `OnlineNeuron` carries its membrane v from one call to the next; SpikingJelly's online
   nodes (OTTTLIFNode, SLTTLIFNode) detach it at the start of a step, so no gradient flows along
   the temporal path of v and nothing of step t-1's graph is kept at step t (memory O(1) in T);
-- BatchNorm (dsr.layers.TBatchNorm) sees a time length of 1: it normalises over the batch at
+- BatchNorm (dsr.snn.layers.TBatchNorm) sees a time length of 1: it normalises over the batch at
   each step and updates its running statistics T times per batch, as in the authors' codes
   (SLTT's PreAct-ResNet and OTTT's VGG with BN call nn.BatchNorm2d once per step);
 - time-shared dropout keeps the first step's mask for the whole sequence;
@@ -28,10 +28,10 @@ from spikingjelly.activation_based.layer import ReplaceforGrad
 from torch import Tensor, nn
 
 from dsr.config import ConfigError
-from dsr.layers import SeqWrap, TimeSharedDropout
 from dsr.method import Method
-from dsr.models import NeuronFactory, steps
-from dsr.phase import Phase
+from dsr.snn.layers import SeqWrap, TimeSharedDropout
+from dsr.snn.models import NeuronFactory, steps
+from dsr.snn.phase import Phase
 
 
 class OnlineNeuron(nn.Module):

@@ -3,7 +3,7 @@
 - `ConversionIF`: the IF neuron of converted SNNs: soft reset (reset by subtraction), spikes of
   amplitude v_th so the next layer sees the ANN's scale, initial membrane v_init * v_th.
 - `convert`: a copy of an ANN with each activation replaced by a `ConversionIF`.
-Threshold calibration (percentiles of the ANN's activations) lives in `dsr.calibration`.
+Threshold calibration (percentiles of the ANN's activations) lives in `dsr.harness.calibration`.
 Tensors are time-first [T, B, ...].
 """
 
@@ -14,17 +14,18 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from dsr.models import steps, tag
-from dsr.neuron import if_forward
+from dsr.snn.models import steps, tag
+from dsr.snn.neuron import if_forward
 
 
 class ConversionIF(nn.Module):
     """IF neuron of a converted SNN: v[t] = v[t-1] + x[t]; o[t] = v_th H(v[t] - v_th); v -= o[t].
 
     The membrane starts at v_init * v_th (0 for classic conversion, 1/2 for QCFS). This equals
-    DSR's IF dynamics with firing factor alpha = 1 - v_init started from 0 (`dsr.neuron.if_forward`:
-    both fire the k-th spike once the summed input reaches (k - v_init) v_th), so one
-    implementation of the IF loop serves both. The threshold is fixed (a buffer, not trained).
+    DSR's IF dynamics with firing factor alpha = 1 - v_init started from 0
+    (`dsr.snn.neuron.if_forward`: both fire the k-th spike once the summed input reaches (k -
+    v_init) v_th), so one implementation of the IF loop serves both. The threshold is fixed (a
+    buffer, not trained).
     """
 
     def __init__(self, T: int, v_th: float, v_init: float = 0.0):

@@ -1,4 +1,5 @@
-"""`ann`: the ReLU twin of each architecture (dsr.models.ReLU as the neuron), the accuracy ceiling.
+"""`ann`: the ReLU twin of each architecture (dsr.snn.models.ReLU as the neuron), the accuracy
+ceiling.
 
 Same layers, BN, data and schedule as the spiking methods; T is irrelevant (static input runs
 once, event frames are averaged as logits) but recorded. Head: no activation after the last FC,
@@ -9,8 +10,8 @@ own exact twin (`dsr.method._ANNTwin`).
 
 from __future__ import annotations
 
-from dsr import models
 from dsr.method import Method
+from dsr.snn import models
 
 
 class ANN(Method):

@@ -1,8 +1,8 @@
 """`conversion`: ANN-to-SNN conversion with 99.9th-percentile threshold normalisation.
 
 Rueckauer et al., Front. Neurosci. 2017 ("robust normalisation"): the ReLU ANN is the `ann`
-run's (plain-FC head, its model.pt); conversion never trains. `dsr.convert.convert` loads it and
-converts it once for a latency sweep up to T_max: per neuron layer l, v_th^l =
+run's (plain-FC head, its model.pt); conversion never trains. `dsr.harness.convert.convert` loads it
+and converts it once for a latency sweep up to T_max: per neuron layer l, v_th^l =
 the 99.9th percentile of layer l's ANN activations over 5 training batches, and the ReLU becomes
 an IF neuron with soft reset, membrane starting at 0, spikes of amplitude v_th^l (equivalent to
 their layer-wise weight normalisation W^l * lam^(l-1) / lam^l with unit thresholds). BN stays as
@@ -25,10 +25,10 @@ from typing import ClassVar
 from torch import nn
 
 from baselines._snn import convert, weights_key
-from dsr import models
-from dsr.calibration import activation_percentiles, calibration_batches
 from dsr.config import ConfigError
+from dsr.harness.calibration import activation_percentiles, calibration_batches
 from dsr.method import Method
+from dsr.snn import models
 from dsr.stages import CONVERT, Stage
 
 

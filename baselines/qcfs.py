@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from baselines.conversion import ConversionMethod
-from dsr import models
 from dsr.config import ConfigError
+from dsr.snn import models
 from dsr.stages import CONVERT, TRAIN_ANN, Stage
 
 

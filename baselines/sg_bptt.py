@@ -8,7 +8,7 @@ Neurons are SpikingJelly 2.0 multi-step nodes (step_mode="m"):
   u = v - v_th, alpha = 2 (SpikingJelly's ATan, used by Fang et al., ICCV 2021).
 Defaults: IF, v_th 1 (no leak, so a weak input still integrates to a spike; BENCHMARKS.md,
 "Baseline defaults"); for LIF tau 2 without input decay (STBP-tdBN's and TET's form).
-BN normalises over T x B (dsr.layers.TBatchNorm), as tdBN does (Zheng et al., AAAI 2021);
+BN normalises over T x B (dsr.snn.layers.TBatchNorm), as tdBN does (Zheng et al., AAAI 2021);
 `--set tdbn=true` adds tdBN's threshold scaling, y = lam (alpha v_th x_hat) + beta
 with x_hat normalised over T x B and lam, beta trained (lam starts at 1): a fixed factor alpha v_th
 on every BN's weight (`tdbn_scale`; alpha = `tdbn_alpha`, 1 as in tdBN outside residual
@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from dsr.config import ConfigError
-from dsr.layers import TBatchNorm
 from dsr.method import Method
-from dsr.models import NeuronFactory, steps
+from dsr.snn.layers import TBatchNorm
+from dsr.snn.models import NeuronFactory, steps
 
 SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid}
 

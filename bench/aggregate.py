@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 from dsr import REPO_ROOT
 from dsr.config import PJ_PER_AC, PJ_PER_MAC
-from dsr.results import SCHEMA_VERSION, validate
+from dsr.harness.results import SCHEMA_VERSION, validate
 from pipeline.build import build_tables, write_all
 from pipeline.grid import CLAIM_KINDS
 

@@ -8,8 +8,8 @@ trained once in exact mode and once in each other mode with the same data order 
 weights, so a pair differs only in the gradient computation. Part 1 (float32, the CLI as users
 run it): per cell and mode the mean best test accuracy of both, the paired differences (mode -
 exact), their mean with a 95 % t interval, mean |difference| and how many seeds the mode lost.
-Part 2 (float64, the same runs through `dsr.train`'s harness with model and inputs in float64):
-each mode vs exact step by step (largest loss difference over every step, largest accuracy
+Part 2 (float64, the same runs through `dsr.harness.train`'s harness with model and inputs in
+float64): each mode vs exact step by step (largest loss difference over every step, largest accuracy
 difference over every epoch), and the rounding floor: the paired difference between float32
 and float64 exact runs, i.e. how far float32 rounding alone moves a run's outcome. Runs go to
 worker processes (one thread each); their results stay under --out (a finished run is reused, so
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from dsr.record import RunRecord
+from dsr.harness.record import RunRecord
 
 # (method, T, --set overrides): the paper's initial v_th 6 and a short-budget v_th 1 for IF; the
 # LIF cells use the Table S2 row nearest to T (the T = 5 row)
@@ -98,9 +98,9 @@ def _trajectory(argv: list[str], dtype) -> dict:
     """Train the run `argv` describes through the harness in `dtype`: each step's loss and each
     epoch's test accuracy."""
     from bench.harness import harness
-    from dsr.evaluate import evaluate, evaluated
+    from dsr.harness.evaluate import evaluate, evaluated
+    from dsr.harness.train import train_one_epoch, training_module
     from dsr.stages import TRAIN
-    from dsr.train import train_one_epoch, training_module
 
     h = harness(argv, dtype)
     r = h.run

@@ -1,5 +1,6 @@
 """One `python -m dsr.run` configuration set up through the trainer's own pieces on the CPU, for
-benches that drive `dsr.train.train_one_epoch` epoch by epoch and record every step's loss."""
+benches that drive `dsr.harness.train.train_one_epoch` epoch by epoch and record every step's
+loss."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 from dsr import data as dsr_data
 from dsr import run
 from dsr.config import RunConfig
+from dsr.harness.train import Dist, Run, make_optimizer, make_schedule
 from dsr.method import Method
-from dsr.train import Dist, Run, make_optimizer, make_schedule
 
 
 class _Cast:

@@ -5,7 +5,7 @@
 
 One epoch of DSR-IF (PreAct-ResNet-20 by default) on a class-balanced subset of the CIFAR-10
 JPEG copy, the same seed, data order and initial weights in every mode, through the real
-harness (`dsr.train.train_one_epoch`); the method's loss is wrapped to record each step's
+harness (`dsr.harness.train.train_one_epoch`); the method's loss is wrapped to record each step's
 value. Writes `learning_curve_cifar10.csv` and the figure (PNG and PDF) to --out and prints the
 largest per-step difference from exact mode. Needs ../shared/data (extracted once into
 data/cifar10/); without it the script says so and exits 0.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.harness import harness
 from bench.real_data import add_run_options, real_cifar10, run_argv
-from dsr.train import train_one_epoch, training_module
+from dsr.harness.train import train_one_epoch, training_module
 
 
 def losses_per_step(argv: list[str]) -> tuple[list[float], float]:

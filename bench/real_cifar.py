@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.real_data import add_run_options, real_cifar10, run_argv
 from dsr import run
-from dsr.record import RunRecord
+from dsr.harness.record import RunRecord
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ hundred times by `make reproduce`. Each pair below runs the two ways in fresh pr
 alternating, and prints the median wall time of each and their ratio (new/old < 1: faster):
 
   deterministic  torch.use_deterministic_algorithms (imports torch._inductor to set a compiler
-                 flag) against dsr.train.deterministic_algorithms (the same switch, no import)
+                 flag) against dsr.harness.train.deterministic_algorithms (the same switch,
+                 no import)
   digits         dsr.data.load("digits") building its split with scikit-learn (empty cache)
                  against reading the cached tensors (no scikit-learn import)
   job            one whole 1-epoch digits DSR-IF job at T = 2, cache empty against cache warm
@@ -28,7 +29,8 @@ from dsr import REPO_ROOT
 
 PREFIX = "import torch\n"
 OLD_DET = PREFIX + "torch.use_deterministic_algorithms(True, warn_only=True)\n"
-NEW_DET = PREFIX + "from dsr.train import deterministic_algorithms\ndeterministic_algorithms()\n"
+NEW_DET = (PREFIX + "from dsr.harness.train import deterministic_algorithms\n"
+           "deterministic_algorithms()\n")
 LOAD = "import dsr.data\ndsr.data.load('digits', cache_dir={cache!r})\n"
 JOB = ["-m", "dsr.run", "--method", "dsr-if", "--dataset", "digits", "--arch", "preact_resnet8",
        "--time-steps", "2", "--seed", "0", "--epochs", "1"]

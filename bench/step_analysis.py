@@ -17,9 +17,9 @@ def gradient_cosine(arch: str = "preact_resnet20", base_width: int = 8, T: int =
     import torch
     import torch.nn.functional as F
 
-    from dsr import models
-    from dsr.layers import fast_forward
-    from dsr.neuron import IFNeuron, LIFNeuron
+    from dsr.snn import models
+    from dsr.snn.layers import fast_forward
+    from dsr.snn.neuron import IFNeuron, LIFNeuron
 
     neurons = {"IF": functools.partial(IFNeuron, T, v_th=1.0, lower_bound=0.01),
                "LIF": functools.partial(LIFNeuron, T, v_th=0.3, lower_bound=0.0005, dt=0.05,
@@ -89,9 +89,9 @@ def fast_phases(arch: str, T: int, batch: int = 32, repeats: int = 3, top: int =
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
 
-    from dsr import models
-    from dsr.layers import phase, record_pass
-    from dsr.neuron import IFNeuron
+    from dsr.snn import models
+    from dsr.snn.layers import phase, record_pass
+    from dsr.snn.neuron import IFNeuron
 
     torch.manual_seed(0)
     model = models.create(arch, functools.partial(IFNeuron, T, v_th=v_th, lower_bound=0.01),

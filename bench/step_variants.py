@@ -61,9 +61,9 @@ def build(case: Case):
     """(model, forward, online): `online(x, y)` is the online methods' whole training step."""
     import torch
 
-    from dsr import models
-    from dsr.layers import fast_forward
-    from dsr.neuron import IFNeuron
+    from dsr.snn import models
+    from dsr.snn.layers import fast_forward
+    from dsr.snn.neuron import IFNeuron
 
     method = None
     if case.variant in ONLINE:

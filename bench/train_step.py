@@ -6,11 +6,11 @@ OTTT and SLTT.
         [--cosine] [--phases]
 
 One step = forward + cross-entropy + backward + SGD (momentum) step at batch 32 on CIFAR-shaped
-random input (3x32x32, 10 classes). Every variant builds the same `dsr.models` architecture (the
+random input (3x32x32, 10 classes). Every variant builds the same `dsr.snn.models` architecture (the
 first layer of a static image runs once for all of them; the DSR head) from a different neuron
 factory:
-  fast     our DSR-IF, `dsr.layers.fast_forward`: T-step record pass (+ BN's coupling term) and a
-           batch-B backward; exact mode's gradients
+  fast     our DSR-IF, `dsr.snn.layers.fast_forward`: T-step record pass (+ BN's coupling term)
+           and a batch-B backward; exact mode's gradients
   exact    our DSR-IF, autograd through the T-step network (official DSR backward per neuron)
   approx   our DSR-IF, `fast_forward(coupling=False)`: drops BN's coupling term (not exact)
   sj-dsr   SpikingJelly 2.0's DSRIFNode (official-style: saves all T inputs per neuron)

@@ -1,6 +1,6 @@
 """Griffe extension for the API reference: a docstring keeps its line breaks.
 
-The code's docstrings are written line by line (an equation per line, as in dsr/neuron.py), and
+The code's docstrings are written line by line (an equation per line, as in dsr/snn/neuron.py), and
 Markdown would join those lines into one paragraph. Each line that another text line follows
 gets a Markdown hard break, so the reference reads as the source does; indented blocks (code
 examples) and fenced code are left as they are.

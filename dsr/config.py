@@ -195,7 +195,7 @@ def identity(cfg: RunConfig) -> dict[str, Any]:
 
     The one definition: RunConfig.hash (results folder, checkpoint, model.pt), the workflow's
     planned folders and cached-result check (pipeline.grid, pipeline.collect) and conversion's
-    model check (dsr.convert, through `source`) all derive from it."""
+    model check (dsr.harness.convert, through `source`) all derive from it."""
     ident = cfg.to_dict()
     ident["train"] = {k: v for k, v in ident["train"].items() if k not in NOT_IDENTITY
                       and (k not in TRAIN_ADDED_LATER or v != TRAIN_ADDED_LATER[k])}

@@ -2,7 +2,7 @@
 
 A method says how to build its model, its loss, its stages (dsr.stages: e.g. pre-training
 before it trains), how it produces logits at evaluation and which layers spike; the harness
-(`dsr.train`, `dsr.convert`) runs the stages and does everything else.
+(`dsr.harness.train`, `dsr.harness.convert`) runs the stages and does everything else.
 Hyperparameters are the fields of the method's `Params` dataclass, defaults from its paper;
 `--set key=value` overrides them and unknown keys are errors.
 """
@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsr import models, registry
-from dsr.calibration import activation_percentiles, calibration_batches
+from dsr import registry
 from dsr.config import ConfigError
-from dsr.layers import FastForward
-from dsr.neuron import IFNeuron, LIFNeuron
+from dsr.harness.calibration import activation_percentiles, calibration_batches
+from dsr.snn import models
+from dsr.snn.layers import FastForward
+from dsr.snn.neuron import IFNeuron, LIFNeuron
 from dsr.stages import CALIBRATE, FINE_TUNE, TRAIN, Stage, pretrain_ann
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class Method:
     output_neuron: ClassVar[bool] = True  # the architectures' official head ends in a neuron
     pool_neuron: ClassVar[bool] = True  # ResNets: a neuron after the global average pool
     # ANN-to-SNN conversion methods: the key of the run whose model.pt they convert (None: the
-    # method trains what it evaluates); `dsr.run --from-checkpoint` and `dsr.convert` use it
+    # method trains what it evaluates); `dsr.run --from-checkpoint` and `dsr.harness.convert` use it
     source_method: ClassVar[str | None] = None
     Params: ClassVar[type] = NoParams
 
@@ -84,7 +85,7 @@ class Method:
         raise NotImplementedError
 
     def model_options(self, info: DataInfo) -> dict[str, Any]:
-        """The architecture options of `build` (also what `dsr.preflight` probes with)."""
+        """The architecture options of `build` (also what `dsr.harness.preflight` probes with)."""
         t = self.cfg.train
         return dict(num_classes=info.num_classes, in_channels=info.in_channels,
                     input_size=info.image_size, base_width=t.base_width, dropout=t.dropout,

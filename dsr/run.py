@@ -5,8 +5,8 @@
 
 Defaults are the paper's per dataset and method; `--set key=value` overrides any harness or
 method hyperparameter (unknown or repeated keys are errors). Errors print one line and exit 2,
-before anything is trained where the input allows it (dsr.preflight). The workflow writes each
-run to a folder named by its hash (`.../seed0/<config_hash>/metrics.json`); a call whose --out
+before anything is trained where the input allows it (dsr.harness.preflight). The workflow writes
+each run to a folder named by its hash (`.../seed0/<config_hash>/metrics.json`); a call whose --out
 already holds this run does nothing, one that holds another run is refused, and one process at a
 time holds a run's folder. SIGTERM or SIGUSR1 checkpoints the current step and exits 75; the
 same command then resumes. A run whose loss becomes non-finite is recorded as diverged (exit 0).
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from dsr import datasets, registry
 from dsr.config import MODES, ConfigError, RunConfig, split_overrides
-from dsr.resolve import add_plugin_paths, plugin_targets, resolve
+from dsr.harness.resolve import add_plugin_paths, plugin_targets, resolve
 
 if TYPE_CHECKING:
     from dsr.method import Method
@@ -150,7 +150,7 @@ def check_stage(args: argparse.Namespace, cls: type[Method]) -> None:
 def check_paths(args: argparse.Namespace, cfg: RunConfig) -> None:
     """--save-model must not overwrite --out or the run's checkpoint, and a results folder named
     by a run hash (the workflow's layout) must be this run's."""
-    from dsr.checkpoint import checkpoint_path
+    from dsr.harness.checkpoint import checkpoint_path
 
     if args.save_model is not None:
         model = args.save_model.resolve()
@@ -168,8 +168,8 @@ def check_paths(args: argparse.Namespace, cfg: RunConfig) -> None:
 def already_done(args: argparse.Namespace, cfg: RunConfig, log) -> bool:
     """True when --out already holds this run (and --save-model its model): nothing to do. A
     corrupt --out is moved aside (it is retrained); one that holds another run is refused."""
-    from dsr.record import RunRecord
-    from dsr.results import ResultError, quarantine
+    from dsr.harness.record import RunRecord
+    from dsr.harness.results import ResultError, quarantine
 
     if not args.out.exists():
         return False
@@ -190,11 +190,11 @@ def already_done(args: argparse.Namespace, cfg: RunConfig, log) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from dsr.checkpoint import CheckpointError, Preempted
-    from dsr.convert import convert, read_model
     from dsr.data import DataError
-    from dsr.results import ResultError
-    from dsr.train import TrainingError, run
+    from dsr.harness.checkpoint import CheckpointError, Preempted
+    from dsr.harness.convert import convert, read_model
+    from dsr.harness.results import ResultError
+    from dsr.harness.train import TrainingError, run
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:

@@ -1,11 +1,11 @@
 """A run's stages, declared by its method as data (`Method.stages`) and run by the harness.
 
-`dsr.train` runs the stages before `convert` in order (every one but the last on a fresh run
-only; the last is the checkpointed epochs), `dsr.convert` runs `convert`. What a stage evaluates
-is part of its declaration: "snn" is the method's inference network (`Method.inference_model`,
-its `spiking_layers` counted; an ANN method's has none), "ann" the trained network itself with
-no spikes counted (QCFS trains its quantised ANN; its conversion run evaluates the SNN).
-Torch-free, so the workflow can read it.
+`dsr.harness.train` runs the stages before `convert` in order (every one but the last on a fresh run
+only; the last is the checkpointed epochs), `dsr.harness.convert` runs `convert`. What a stage
+evaluates is part of its declaration: "snn" is the method's inference network
+(`Method.inference_model`, its `spiking_layers` counted; an ANN method's has none), "ann" the
+trained network itself with no spikes counted (QCFS trains its quantised ANN; its conversion run
+evaluates the SNN). Torch-free, so the workflow can read it.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def pretrain_ann(epochs: int) -> Stage:
 
 
 def training_stages(stages: tuple[Stage, ...]) -> tuple[Stage, ...]:
-    """What a training run (`dsr.train.run`) runs: the stages before `convert`, ending in one of
-    TRAINING that evaluates something; empty for a method that never trains."""
+    """What a training run (`dsr.harness.train.run`) runs: the stages before `convert`, ending in
+    one of TRAINING that evaluates something; empty for a method that never trains."""
     names = [s.name for s in stages]
     before = stages[:names.index(CONVERT.name)] if CONVERT.name in names else stages
     if before and (before[-1].name not in TRAINING or before[-1].evaluates is None):

@@ -18,13 +18,16 @@ from baselines.dspike import DspikeSpike, dspike
 from baselines.qcfs import ClipFloorShift
 from baselines.tet import tet_loss
 from dsr import data as dsr_data
-from dsr import models, registry, train
-from dsr.calibration import activation_percentiles, calibration_batches
+from dsr import registry
 from dsr.config import ConfigError
-from dsr.evaluate import evaluate, evaluated
+from dsr.harness import train
+from dsr.harness.calibration import activation_percentiles, calibration_batches
+from dsr.harness.evaluate import evaluate, evaluated
+from dsr.harness.results import read_metrics
+from dsr.harness.train import Dist, Run, fit, prepare
 from dsr.method import DSRIF
-from dsr.results import read_metrics
 from dsr.run import main, parser, resolve_args
+from dsr.snn import models
 from dsr.stages import (
     CALIBRATE,
     CONVERT,
@@ -34,7 +37,6 @@ from dsr.stages import (
     pretrain_ann,
     training_stages,
 )
-from dsr.train import Dist, Run, fit, prepare
 
 CHANCE = 0.10  # digits: 10 balanced classes
 MARGIN = 0.10  # after 3 short epochs every method must reach chance + 10 points
@@ -114,13 +116,13 @@ def test_every_method_trains_on_digits(key, tmp_path):
 def test_sweep_prefixes_equal_runs_at_that_t(tmp_path, monkeypatch):
     """Accuracy, SynOps and energy at prefix t of one T_max pass equal a T = t conversion, and
     splitting the test batches to bound memory changes nothing."""
-    import dsr.convert
+    import dsr.harness.convert
 
     convert = trained_source("conversion", tmp_path)
     got = {}
     for T, chunk in ((4, None), (16, None), (16, 7)):
         if chunk:  # 7 images per forward instead of the whole test batch
-            monkeypatch.setattr(dsr.convert, "SWEEP_SAMPLE_STEPS", T * chunk)
+            monkeypatch.setattr(dsr.harness.convert, "SWEEP_SAMPLE_STEPS", T * chunk)
         out = tmp_path / f"T{T}-{chunk}" / "metrics.json"
         assert main(["--method", "conversion", "--time-steps", str(T), "--epochs", "3", *SMALL,
                      *convert, "--out", str(out)]) == 0
@@ -169,8 +171,8 @@ def test_conversion_refuses_a_model_trained_otherwise(tmp_path, capsys):
 def test_conversion_refuses_a_model_of_other_dataset_settings() -> None:
     """A model trained on other dataset settings (CIFAR10-DVS frames) is refused in one line,
     also from a model.pt written when the settings were TrainConfig fields."""
-    from dsr.convert import TrainingError, check_model
-    from dsr.resolve import resolve
+    from dsr.harness.convert import TrainingError, check_model
+    from dsr.harness.resolve import resolve
 
     ann, _ = resolve("ann", "cifar10_dvs", 1, 0, overrides={"frames": "10"})
     conv, conv_cls = resolve("conversion", "cifar10_dvs", 8, 0, source=ann.hash)
@@ -480,7 +482,7 @@ def test_dsr_hybrid_stages_run_in_order(monkeypatch, tmp_path):
 
 
 def test_declared_stages_split_into_training_and_conversion():
-    assert training_stages((TRAIN_ANN, CONVERT)) == (TRAIN_ANN,)  # qcfs: dsr.train's part
+    assert training_stages((TRAIN_ANN, CONVERT)) == (TRAIN_ANN,)  # qcfs: dsr.harness.train's part
     assert training_stages((CONVERT,)) == ()  # conversion never trains
     assert training_stages((pretrain_ann(2), CALIBRATE, FINE_TUNE))[-1] == FINE_TUNE
     with pytest.raises(ConfigError, match="the last before convert must train"):

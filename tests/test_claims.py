@@ -14,7 +14,7 @@ from bench.aggregate import synthetic_metrics
 from dsr import REPO_ROOT as ROOT
 from dsr import registry
 from dsr.config import sweep_points
-from dsr.results import ResultError
+from dsr.harness.results import ResultError
 from dsr.spec import MethodSpec
 from pipeline import claims, collect, names
 from pipeline import published as pub

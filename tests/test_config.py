@@ -15,7 +15,7 @@ from dsr.config import (
     parse_value,
     split_overrides,
 )
-from dsr.resolve import resolve
+from dsr.harness.resolve import resolve
 
 
 @pytest.mark.parametrize("value, typ, text", [

@@ -749,8 +749,8 @@ def test_real_cifar10_jpeg_copy():
 
 
 def test_batches_from_a_step_equal_the_rest_of_the_epoch():
-    """A run resumed mid-epoch (dsr.checkpoint) asks for the epoch from step k: the batches, and
-    their random crops and flips, equal those an uninterrupted epoch yields from step k."""
+    """A run resumed mid-epoch (dsr.harness.checkpoint) asks for the epoch from step k: the batches,
+    and their random crops and flips, equal those an uninterrupted epoch yields from step k."""
     info = DataInfo(name="t", num_classes=4, in_channels=3, image_size=8, sequence=False,
                     frames=None, split=None, train_size=40, test_size=4, source="t",
                     preprocessing="t")

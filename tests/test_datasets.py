@@ -23,7 +23,7 @@ TINY = ["--method", "dsr-if", "--time-steps", "2", "--epochs", "1", "--device", 
         "--set", "batch_size=16", "--set", "latency_batches=1"]
 
 
-# dsr.train.run switches deterministic algorithms on; keep other test files unaffected
+# dsr.harness.train.run switches deterministic algorithms on; keep other test files unaffected
 pytestmark = pytest.mark.usefixtures("restore_determinism_flags")
 
 

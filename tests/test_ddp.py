@@ -28,12 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsr import REPO_ROOT as ROOT
-from dsr import models
 from dsr.config import RunConfig, TrainConfig
-from dsr.layers import FastForward, conv, fast_forward, flatten, linear
 from dsr.method import DSRIF
-from dsr.models import SpikingNet, tag
-from dsr.neuron import IFNeuron
+from dsr.snn import models
+from dsr.snn.layers import FastForward, conv, fast_forward, flatten, linear
+from dsr.snn.models import SpikingNet, tag
+from dsr.snn.neuron import IFNeuron
 
 WORLD = 2
 GLOBAL_BATCH = 8
@@ -125,7 +125,7 @@ class SyntheticData:
 
 
 def _trainer_level_params(mode: str, rank: int, world: int) -> dict[str, Tensor]:
-    from dsr import optim, train
+    from dsr.harness import optim, train
 
     cfg = RunConfig(method="dsr-if", dataset="digits", arch="tiny", time_steps=T, seed=0,
                     mode=mode, train=TrainConfig(epochs=1, batch_size=GLOBAL_BATCH, lr=0.5,

@@ -45,9 +45,9 @@ import dsr
 from baselines.dspike import DspikeSpike
 from dsr import data as dsr_data
 from dsr import registry
-from dsr.layers import _BNRecord, _BNRepresent
-from dsr.neuron import DSRRepresent, IFSpike, LIFNeuron, LIFSpike
 from dsr.run import parser, resolve_args
+from dsr.snn.layers import _BNRecord, _BNRepresent
+from dsr.snn.neuron import DSRRepresent, IFSpike, LIFNeuron, LIFSpike
 
 CUDA = torch.device("cuda", 0)
 
@@ -165,13 +165,13 @@ def _bn_represent_inputs():
 
 
 CASES = {  # every torch.autograd.Function subclass in dsr/ and baselines/, with inputs
-    "dsr.neuron.IFSpike": (IFSpike, lambda: (torch.randn(5, 4, 3, device=CUDA),
+    "dsr.snn.neuron.IFSpike": (IFSpike, lambda: (torch.randn(5, 4, 3, device=CUDA),
                                              torch.tensor(1.0, device=CUDA), 0.5)),
-    "dsr.neuron.LIFSpike": (LIFSpike, lambda: (torch.randn(5, 4, 3, device=CUDA),
+    "dsr.snn.neuron.LIFSpike": (LIFSpike, lambda: (torch.randn(5, 4, 3, device=CUDA),
                                                torch.tensor(0.3, device=CUDA), 0.3, 0.05, 1.0,
                                                "official")),
-    "dsr.layers._BNRepresent": (_BNRepresent, _bn_represent_inputs),
-    "dsr.neuron.DSRRepresent": (DSRRepresent, lambda: (
+    "dsr.snn.layers._BNRepresent": (_BNRepresent, _bn_represent_inputs),
+    "dsr.snn.neuron.DSRRepresent": (DSRRepresent, lambda: (
         torch.randn(1, 4, 3, device=CUDA), torch.tensor(0.3, device=CUDA),
         torch.rand(1, 4, 3, device=CUDA), torch.rand(4, 3, device=CUDA) > 0.5,
         torch.rand(4, 3, device=CUDA) > 0.5, 1.0, 0.05)),

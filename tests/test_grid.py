@@ -10,7 +10,7 @@ import pytest
 from dsr import REPO_ROOT as ROOT
 from dsr import registry
 from dsr.config import ConfigError
-from dsr.resolve import resolve
+from dsr.harness.resolve import resolve
 from pipeline.configs import load_config
 from pipeline.grid import Grid, check_config
 from tests.experiments import experiment

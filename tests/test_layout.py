@@ -1,6 +1,7 @@
-"""The layout's rules: `dsr/` (method + harness) never imports `baselines/`, no module-level
-import circle among the project's modules, and no source file of the method, the baselines, the
-workflow or the benches grows past MAX_LINES (split it by concept instead)."""
+"""The layout's rules: `dsr/` (method + harness) never imports `baselines/`, the paper's maths
+(`dsr/snn/`) imports nothing else of the project, no module-level import circle among the
+project's modules, and no source file of the method, the baselines, the workflow or the benches
+grows past MAX_LINES (split it by concept instead)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ def test_dsr_never_imports_baselines() -> None:
     assert {f: m for f, m in offenders.items() if m} == {}
 
 
+def test_the_papers_maths_stands_alone() -> None:
+    """dsr.snn (neurons, layers, phases, architectures) imports no other part of the project:
+    no data, harness, method or config, at any depth."""
+    files = sorted((REPO_ROOT / "dsr" / "snn").glob("*.py"))
+    assert len(files) >= 4
+    outside = {str(f.relative_to(REPO_ROOT)): sorted(
+        m for m in imported_modules(f.read_text())
+        if (m == "dsr" or m.startswith("dsr.") or is_baselines(m)) and not m.startswith("dsr.snn"))
+        for f in files}
+    assert {f: m for f, m in outside.items() if m} == {}
+
+
 def test_no_source_file_is_over_the_line_limit() -> None:
     files = [f for folder in ("dsr", "baselines", "workflow", "bench")
              for pattern in ("*.py", "*.smk")
@@ -76,7 +89,7 @@ def module_graph() -> dict[str, set[str]]:
 
 def test_no_import_circle() -> None:
     graph = module_graph()
-    assert {"dsr.train", "dsr.data.core", "baselines.sltt", "pipeline.grid"} <= set(graph)
+    assert {"dsr.harness.train", "dsr.data.core", "baselines.sltt", "pipeline.grid"} <= set(graph)
     done: set[str] = set()
 
     def visit(node: str, path: list[str]) -> None:

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsr import REPO_ROOT, cost, models
-from dsr import metrics as M
-from dsr.evaluate import evaluate
-from dsr.layers import SeqWrap, TBatchNorm, flatten, linear
-from dsr.neuron import IFNeuron, LIFNeuron
+from dsr import REPO_ROOT
+from dsr.harness import cost
+from dsr.harness import metrics as M
+from dsr.harness.evaluate import evaluate
+from dsr.snn import models
+from dsr.snn.layers import SeqWrap, TBatchNorm, flatten, linear
+from dsr.snn.neuron import IFNeuron, LIFNeuron
 
 
 class Replay(nn.Module):

@@ -1,8 +1,8 @@
-"""DSR networks (dsr.layers, dsr.models): exact vs fast gradients, the LIF rules, architecture
-sizes, the ANN twin, direct encoding, time-shared dropout, learning, and error paths.
+"""DSR networks (dsr.snn.layers, dsr.snn.models): exact vs fast gradients, the LIF rules,
+architecture sizes, the ANN twin, direct encoding, time-shared dropout, learning, and error paths.
 
 Exact mode is `model(x)` under autograd (official DSR backward in every neuron); fast mode is
-`dsr.layers.fast_forward`. Gradient comparisons run in float64 at small widths.
+`dsr.snn.layers.fast_forward`. Gradient comparisons run in float64 at small widths.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsr import models
-from dsr.layers import (
+from dsr.snn import models
+from dsr.snn.layers import (
     SeqWrap,
     TBatchNorm,
     TimeSharedDropout,
@@ -25,7 +25,7 @@ from dsr.layers import (
     linear,
     phase,
 )
-from dsr.neuron import IFNeuron, LIFNeuron
+from dsr.snn.neuron import IFNeuron, LIFNeuron
 
 F64 = torch.float64
 T, B = 3, 4

@@ -1,4 +1,4 @@
-"""DSR-IF/LIF neurons (dsr.neuron) against independent references, in float64 unless stated.
+"""DSR-IF/LIF neurons (dsr.snn.neuron) against independent references, in float64 unless stated.
 
 - gradients against the closed forms of spec section 3, written here as plain loops, with inputs
   built to sit exactly on the mask boundaries;
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from spikingjelly.activation_based.neuron import DSRIFNode, DSRLIFNode
 from torch import Tensor
 
-from dsr.neuron import (
+from dsr.snn.neuron import (
     IFNeuron,
     LIFNeuron,
     dsr_grad,
@@ -35,7 +35,7 @@ from dsr.neuron import (
     lif_vth_factor,
     weighted_firing_rate,
 )
-from dsr.phase import Phase, phase
+from dsr.snn.phase import Phase, phase
 
 F64 = torch.float64
 

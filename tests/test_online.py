@@ -23,10 +23,10 @@ from torch import Tensor
 
 from baselines._online import OnlineNeuron, TraceSynapse, online_steps
 from dsr import data as dsr_data
-from dsr import models
-from dsr.layers import TBatchNorm, linear
-from dsr.results import read_metrics
+from dsr.harness.results import read_metrics
 from dsr.run import main, parser, resolve_args
+from dsr.snn import models
+from dsr.snn.layers import TBatchNorm, linear
 
 F64 = torch.float64
 D, H, K, B = 6, 5, 4, 8  # chain: input, hidden, classes, batch

@@ -1,4 +1,4 @@
-"""The phase protocol (dsr.phase): the validated setter, and `set_phase` reaching exactly the
+"""The phase protocol (dsr.snn.phase): the validated setter, and `set_phase` reaching exactly the
 phase-aware modules of every architecture (by class, not by attribute)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from spikingjelly.activation_based import neuron
 from torch import nn
 
 from baselines import _online
-from dsr import models
-from dsr.layers import TBatchNorm, TimeSharedDropout
-from dsr.neuron import DSRNeuron, IFNeuron, LIFNeuron
-from dsr.phase import Phase, PhaseAware, phase, set_phase
+from dsr.snn import models
+from dsr.snn.layers import TBatchNorm, TimeSharedDropout
+from dsr.snn.neuron import DSRNeuron, IFNeuron, LIFNeuron
+from dsr.snn.phase import Phase, PhaseAware, phase, set_phase
 
 T = 2
 NEURONS = {"IF": lambda: IFNeuron(T), "LIF": lambda: LIFNeuron(T), "ReLU": models.ReLU,

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dsr.results import ResultError
+from dsr.harness.results import ResultError
 from pipeline.build import rule_log
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dsr import REPO_ROOT
-from dsr.record import LatencySweep, RunRecord, SweepPoint
-from dsr.results import ResultError
+from dsr.harness.record import LatencySweep, RunRecord, SweepPoint
+from dsr.harness.results import ResultError
 from pipeline import collect
 
 COMMITTED = sorted((REPO_ROOT / "results").rglob("metrics.json"))

@@ -32,12 +32,12 @@ from torch import Tensor
 
 from dsr import REPO_ROOT as REPO
 from dsr import data as dsr_data
-from dsr import results
 from dsr import run as cli
 from dsr.config import ConfigError, TrainConfig
 from dsr.data import DataInfo, Dataset
+from dsr.harness import results
+from dsr.harness.results import ResultError, atomic_write, read_metrics, remove_stale_temps
 from dsr.method import DSRIF, DSRIFParams
-from dsr.results import ResultError, atomic_write, read_metrics, remove_stale_temps
 
 HERE = __name__  # plug-ins below are registered as f"{HERE}:Class"
 
@@ -136,7 +136,7 @@ def call_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int | str 
     return code, capsys.readouterr().err
 
 
-# dsr.train.run switches deterministic algorithms on; keep other test files unaffected
+# dsr.harness.train.run switches deterministic algorithms on; keep other test files unaffected
 pytestmark = pytest.mark.usefixtures("restore_determinism_flags")
 
 
@@ -699,7 +699,7 @@ def paused_main(argv: list[str]) -> int:
     signal arrives, then goes on (the run's own handler decides what the signal does)."""
     import signal as signals
 
-    import dsr.checkpoint
+    import dsr.harness.checkpoint
     import dsr.method
 
     kind, _, n = os.environ["RELIABILITY_PAUSE"].partition(":")
@@ -724,7 +724,7 @@ def paused_main(argv: list[str]) -> int:
 
         dsr.method.Method.loss = loss
     else:
-        real_write = dsr.checkpoint.atomic_write
+        real_write = dsr.harness.checkpoint.atomic_write
 
         def atomic_write(path, write, mode="w"):
             if Path(path).name == "checkpoint.pt":
@@ -743,7 +743,7 @@ def paused_main(argv: list[str]) -> int:
                     return real_write(path, torn, mode)
             return real_write(path, write, mode)
 
-        dsr.checkpoint.atomic_write = atomic_write
+        dsr.harness.checkpoint.atomic_write = atomic_write
     return cli.main(argv)
 
 
@@ -903,8 +903,8 @@ def assert_same(a, b, where: str) -> None:
 
 def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
     """A commit made while a run trains must not be recorded as the code that ran."""
-    from dsr import provenance
-    from dsr import train as dsr_train
+    from dsr.harness import provenance
+    from dsr.harness import train as dsr_train
 
     calls = []
     real = provenance.subprocess.run
@@ -918,7 +918,7 @@ def test_provenance_is_the_code_a_run_started_with(tmp_path: Path, monkeypatch):
         if args[1] == "rev-parse":
             out.stdout = "b" * 40 if late else "a" * 40
         else:
-            out.stdout = " M dsr/train.py" if late else ""
+            out.stdout = " M dsr/harness/train.py" if late else ""
         return out
 
     logged: list[str] = []

@@ -11,10 +11,10 @@ from torch import nn
 
 from dsr import data as dsr_data
 from dsr.config import RunConfig, TrainConfig
-from dsr.cost import TrainingMemory
-from dsr.evaluate import Evaluation
-from dsr.metrics import SpikeCounter
-from dsr.record import (
+from dsr.harness.cost import TrainingMemory
+from dsr.harness.evaluate import Evaluation
+from dsr.harness.metrics import SpikeCounter
+from dsr.harness.record import (
     Accuracy,
     Cost,
     FiringRate,
@@ -24,8 +24,8 @@ from dsr.record import (
     trained_record,
     training_cost,
 )
-from dsr.results import SCHEMA_VERSION, validate
-from dsr.train import Dist, make_schedule
+from dsr.harness.results import SCHEMA_VERSION, validate
+from dsr.harness.train import Dist, make_schedule
 
 
 class Split:

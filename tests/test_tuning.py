@@ -11,8 +11,8 @@ import torch
 
 from dsr import data
 from dsr.config import ConfigError, RunConfig, TrainConfig, identity
-from dsr.record import Validation, accuracy_record
-from dsr.resolve import resolve
+from dsr.harness.record import Validation, accuracy_record
+from dsr.harness.resolve import resolve
 from pipeline import tuning
 from pipeline.grid import Grid
 from tests.experiments import experiment

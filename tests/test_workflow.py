@@ -22,8 +22,8 @@ import yaml
 from bench.aggregate import synthetic_metrics
 from dsr import REPO_ROOT as ROOT
 from dsr import registry
-from dsr.record import RunRecord
-from dsr.results import ResultError
+from dsr.harness.record import RunRecord
+from dsr.harness.results import ResultError
 from pipeline import collect, names, render, text
 from pipeline import published as pub
 from tests.experiments import (

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from dsr.config import ConfigError
 from dsr.method import Method
-from dsr.models import NeuronFactory, steps
+from dsr.snn.models import NeuronFactory, steps
 
 
 class FastSigmoidSpike(torch.autograd.Function):

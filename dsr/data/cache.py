@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from dsr.data.core import DataError, one_line
-from dsr.results import atomic_write
+from dsr.harness.results import atomic_write
 
 CACHE_FORMAT = 1  # bump when the cache content changes meaning
 
@@ -24,7 +24,8 @@ CACHE_FORMAT = 1  # bump when the cache content changes meaning
 def cached(
     name: str, key: dict, cache_dir: Path, build: Callable[[], dict]
 ) -> dict[str, Tensor | list[str]]:
-    """Load the cache file for `key`, or build it and write it with dsr.results.atomic_write.
+    """Load the cache file for `key`, or build it and write it with
+    dsr.harness.results.atomic_write.
 
     key: everything the content depends on (source folder, file listing, settings); build: a
     function returning a dict of tensors (and lists of str). A plug-in dataset may use it too.

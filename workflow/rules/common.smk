@@ -10,7 +10,7 @@ import shlex
 import sys
 
 # the trainer's package (dsr) and the workflow's library (pipeline), installed in .venv
-from dsr.results import quarantine
+from dsr.harness.results import quarantine
 from pipeline.configs import load_config, placeholder_resources
 from pipeline.grid import ConfigError, Grid, check_config
 from pipeline.runs import unusable

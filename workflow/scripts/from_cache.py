@@ -7,7 +7,7 @@ is corrupt (then a one-line error, and nothing is written).
 
 from pathlib import Path
 
-from dsr.results import atomic_write_text
+from dsr.harness.results import atomic_write_text
 from pipeline.build import build_tables, rule_log, write_all
 from pipeline.claims import firing_band, load_claims
 from pipeline.figures import render_from_csv

@@ -19,7 +19,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from dsr.results import ResultError, atomic_write_text
+from dsr.harness.results import ResultError, atomic_write_text
 from pipeline import names, tuning
 from pipeline.claims import claims_files
 from pipeline.collect import Collected, collect

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from dsr.config import ConfigError
-from dsr.results import ResultError
+from dsr.harness.results import ResultError
 from pipeline.collect import Collected
 from pipeline.configs import StrictLoader
 from pipeline.grid import CLAIM_KINDS

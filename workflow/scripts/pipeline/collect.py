@@ -6,7 +6,7 @@ error; one that holds another run than its cell asks is stale (the planner moves
 aside before training, so only a cache-only render meets one). A run that diverged is a result:
 its row says so and carries no accuracy. A conversion job (a cell with a `sweep`) is one file
 per seed at T_max whose latency_sweep gives a row at every T. Files are read as
-`dsr.record.RunRecord`s.
+`dsr.harness.record.RunRecord`s.
 """
 
 from dataclasses import dataclass, field
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dsr.record import RunRecord
-from dsr.results import ResultError
+from dsr.harness.record import RunRecord
+from dsr.harness.results import ResultError
 
 
 def stale_reason(rec: RunRecord, cell: dict) -> str | None:

@@ -2,7 +2,7 @@
 memory beside accuracy, every method at each T) and two figures, time and memory against T, and
 accuracy against peak training memory.
 
-Training memory is dsr.cost.TrainingMemory's: CUDA max allocated (absolute), or on a CPU the
+Training memory is dsr.harness.cost.TrainingMemory's: CUDA max allocated (absolute), or on a CPU the
 growth of the resident set over its level when training started; a run recorded before it
 existed shows the process peak instead, and says so. Conversion jobs train nothing: no row.
 """

@@ -9,7 +9,7 @@ import matplotlib as mpl  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dsr.results import atomic_write  # noqa: E402
+from dsr.harness.results import atomic_write  # noqa: E402
 from pipeline.names import display  # noqa: E402
 from pipeline.style import CAPTION_SIZE, DPI, apply, colour, wrap  # noqa: E402
 

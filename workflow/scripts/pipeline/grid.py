@@ -5,7 +5,7 @@ from a config dict; workflow/rules/common.smk turns it into rule inputs and wild
 Every experiment in the config is archs x methods x time_steps x seeds on one dataset
 (`per_method` changes one method's time steps, seeds, epochs, mode or overrides, sweeps one of
 its parameters or tunes it: pipeline.sweeps, pipeline.tuning). Each run is resolved while the
-grid is planned, exactly as the trainer will resolve it (dsr.resolve: defaults, overrides,
+grid is planned, exactly as the trainer will resolve it (dsr.harness.resolve: defaults, overrides,
 plug-ins imported), and its results folder is
 {results_dir}/runs/{dataset}/{arch}/{method}/T{T}/seed{seed}/{config_hash}/: the readable cell,
 then the run's identity (dsr.config.identity). Two configurations, or a changed setting, never
@@ -27,7 +27,7 @@ from snakemake.utils import validate
 
 from dsr import datasets, registry
 from dsr.config import TRAINING_KEYS, ConfigError, format_value, sweep_points
-from dsr.resolve import add_plugin_paths, resolve
+from dsr.harness.resolve import add_plugin_paths, resolve
 from dsr.spec import MethodSpec
 from pipeline import sweeps, tuning
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from dsr.record import RunRecord
+from dsr.harness.record import RunRecord
 from pipeline.collect import Collected
 from pipeline.grid import CLAIM_KINDS
 from pipeline.names import display

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dsr.results import ResultError
+from dsr.harness.results import ResultError
 from pipeline.names import DASH, display
 
 PUBLISHED_COLUMNS = ["table", "dataset", "arch", "method", "compares_with", "category", "neuron",

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from dsr import REPO_ROOT
 from dsr.config import ConfigError, RunConfig
-from dsr.record import RunRecord
-from dsr.results import ResultError
+from dsr.harness.record import RunRecord
+from dsr.harness.results import ResultError
 from pipeline.configs import load_config
 from pipeline.grid import Grid, check_config
 

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dsr.phase import Phase, PhaseAware
+from dsr.snn.phase import Phase, PhaseAware
 
 VthGrad = Literal["official", "analytic"]
 
@@ -181,7 +181,7 @@ class LIFSpike(torch.autograd.Function):
 class DSRRepresent(torch.autograd.Function):
     """Fast mode's REPRESENT phase of a DSR neuron at batch B: value the recorded rate `carrier`,
     backward `dsr_grad` of the recorded masks; the gradient at batch B is exact mode's summed
-    output gradient G (the layers between neurons are linear: `dsr.layers`)."""
+    output gradient G (the layers between neurons are linear: `dsr.snn.layers`)."""
 
     @staticmethod
     def forward(ctx, z, v_th, carrier, pass_, above, input_scale, vth_scale):
@@ -226,9 +226,9 @@ def lif_spikes(
 class DSRNeuron(PhaseAware, nn.Module, abc.ABC):
     """Base of the DSR neuron modules: a trainable scalar v_th projected to >= lower_bound.
 
-    Its phase (`dsr.phase`): SPIKE runs T steps (autograd = exact DSR gradient); RECORD runs T
+    Its phase (`dsr.snn.phase`): SPIKE runs T steps (autograd = exact DSR gradient); RECORD runs T
     steps and keeps what the representation pass needs; REPRESENT returns the recorded
-    representation carrying the DSR gradient at batch B (`dsr.layers.fast_forward`). A subclass
+    representation carrying the DSR gradient at batch B (`dsr.snn.layers.fast_forward`). A subclass
     provides the hooks below; the base handles phases, projection and direct encoding.
     """
 

@@ -2,8 +2,8 @@
 
 Each metric object attaches its hooks to the network for the pass, is updated with the logits
 and labels after every forward and reports afterwards (NeuroBench's pattern): `Correct` here,
-dsr.metrics.SpikeCounter and SynOpsCounter (hooks only), and the conversion's latency sweep
-(dsr.convert.PrefixAccuracy), so training and conversion measure in the same loop. Which
+dsr.harness.metrics.SpikeCounter and SynOpsCounter (hooks only), and the conversion's latency sweep
+(dsr.harness.convert.PrefixAccuracy), so training and conversion measure in the same loop. Which
 network is evaluated is the stage's declaration (dsr.stages.Stage.evaluates), not a flag on
 the method. Latency is timed apart from the pass (`latency`), on its first batch.
 """
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from dsr import metrics as M
-from dsr.cost import measure_latency
+from dsr.harness import metrics as M
+from dsr.harness.cost import measure_latency
 from dsr.stages import Stage
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsr import datasets, models, registry
+from dsr import datasets, registry
 from dsr.config import (
     ConfigError,
     RunConfig,
@@ -23,6 +23,7 @@ from dsr.config import (
     split_overrides,
     train_config,
 )
+from dsr.snn import models
 
 if TYPE_CHECKING:
     from dsr.method import Method

@@ -44,7 +44,8 @@ class SpikeCounter:
                 h.remove()
 
     def update(self, logits: Tensor, y: Tensor) -> None:
-        """Nothing: the hooks count during the forward (dsr.evaluate.run_pass's protocol)."""
+        """Nothing: the hooks count during the forward (dsr.harness.evaluate.run_pass's
+        protocol)."""
 
     def _hook(self, i: int) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
@@ -174,7 +175,8 @@ class SynOpsCounter:
                 h.remove()
 
     def update(self, logits: Tensor, y: Tensor) -> None:
-        """Nothing: the hooks count during the forward (dsr.evaluate.run_pass's protocol)."""
+        """Nothing: the hooks count during the forward (dsr.harness.evaluate.run_pass's
+        protocol)."""
 
     def report(self, samples: int, pj_per_ac: float = PJ_PER_AC,
                pj_per_mac: float = PJ_PER_MAC, steps: int | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The phases of a DSR network, and the one way to set them.
 
-Fast mode (`dsr.layers.fast_forward`) runs the same modules in three phases: SPIKE (the T-step
+Fast mode (`dsr.snn.layers.fast_forward`) runs the same modules in three phases: SPIKE (the T-step
 network; under autograd, exact mode), RECORD (the T-step network without saving activations,
 each module keeping what the next phase needs) and REPRESENT (one pass at batch B on the
 representations, carrying the DSR gradient). A module whose forward depends on the phase

@@ -5,10 +5,10 @@ layers fold time into batch; BatchNorm normalises over the merged T x B axis (su
 
 exact mode: the T-step network under autograd; neurons apply the official DSR backward.
 fast mode (`fast_forward`): the T-step network runs once without saving activations (phase RECORD,
-`dsr.phase`), then the same modules run again at batch B on representations (REPRESENT): synaptic
-layers are linear and time-invariant, so conv(mean_n o[n]) = mean_n conv(o[n]); each neuron returns
-its recorded representation carrying the DSR gradient. It gives exact mode's gradients (tests,
-float64).
+`dsr.snn.phase`), then the same modules run again at batch B on representations (REPRESENT):
+synaptic layers are linear and time-invariant, so conv(mean_n o[n]) = mean_n conv(o[n]); each neuron
+returns its recorded representation carrying the DSR gradient. It gives exact mode's gradients
+(tests, float64).
 BatchNorm in training mode needs one thing more. The official backward hands every step the same
 gradient g_b, so BN's input gradient is (gamma/sigma)[g_b - mean(g) - x_hat[t, b] k] per channel,
 k = mean_{t,b}(g x_hat) (a scalar known at backward). The neurons below take a (weighted) sum over
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsr.phase import Phase, PhaseAware, phase
+from dsr.snn.phase import Phase, PhaseAware, phase
 
 
 class SeqWrap(nn.Module):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from dsr import models
 from dsr.config import ConfigError, RunConfig
 from dsr.data import DataInfo
+from dsr.snn import models
 
 GB = 1e9
 FLOAT_BYTES = 4

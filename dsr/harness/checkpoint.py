@@ -5,7 +5,7 @@ after the current step, so a requeued job resumes mid-epoch instead of losing th
 A checkpoint holds the run's config hash (a checkpoint of another run is never resumed), the
 model, optimiser and scheduler state, the RNG states, the per-epoch history and, mid-epoch, the
 steps done and the partial loss and time of the epoch. Also the model.pt of a finished run
-(`write_model`), which `dsr.convert` converts.
+(`write_model`), which `dsr.harness.convert` converts.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from dsr.config import RunConfig
-from dsr.record import RunRecord
-from dsr.results import atomic_write
+from dsr.harness.record import RunRecord
+from dsr.harness.results import atomic_write
 
 CHECKPOINT_KEYS = ("config_hash", "epoch", "model", "optimizer", "scheduler", "rng", "history")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)

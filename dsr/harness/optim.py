@@ -14,7 +14,7 @@ from dsr.config import RunConfig, TrainConfig
 
 if TYPE_CHECKING:
     from dsr import data as dsr_data
-    from dsr.train import Dist
+    from dsr.harness.train import Dist
 
 
 def lr_lambda(warmup: int, total: int):

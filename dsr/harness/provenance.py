@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dsr import REPO_ROOT
-from dsr.resolve import plugin_provenance
+from dsr.harness.resolve import plugin_provenance
 
 if TYPE_CHECKING:
     from dsr.config import RunConfig

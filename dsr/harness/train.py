@@ -1,14 +1,14 @@
 """The shared harness: one run = data, method, optimiser, schedule, epochs, metrics.json.
 
-Reads top to bottom: set-up -> checks before the first step (dsr.preflight) -> resume -> epochs
-(train, evaluate, checkpoint) -> final metrics (measured, then recorded). Deterministic on CPU
-given the seed: batches depend on (seed, epoch) only and the RNG state is checkpointed, so a run
+Reads top to bottom: set-up -> checks before the first step (dsr.harness.preflight) -> resume ->
+epochs (train, evaluate, checkpoint) -> final metrics (measured, then recorded). Deterministic on
+CPU given the seed: batches depend on (seed, epoch) only and the RNG state is checkpointed, so a run
 killed at any point and rerun with the same arguments resumes and ends with the same metrics; a
 SIGTERM or SIGUSR1 (a scheduler's warning) checkpoints the current step and exits, and a run
-whose loss or weights become non-finite is recorded as diverged (dsr.checkpoint, dsr.record).
-Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU); DDP averages
-gradients, so dL/dv_th is never multiplied by the number of processes. The other entry point,
-ANN-to-SNN conversion without training, is `dsr.convert`.
+whose loss or weights become non-finite is recorded as diverged (dsr.harness.checkpoint,
+dsr.harness.record). Runs under torchrun with DistributedDataParallel (gloo on CPU, nccl on GPU);
+DDP averages gradients, so dL/dv_th is never multiplied by the number of processes. The other entry
+point, ANN-to-SNN conversion without training, is `dsr.harness.convert`.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
-from dsr import checkpoint, preflight
 from dsr import data as dsr_data
-from dsr.checkpoint import Preempted, Progress, StopFlag
 from dsr.config import RunConfig
-from dsr.cost import TrainingMemory, sync
-from dsr.evaluate import Evaluation, accuracy, evaluate, evaluated, latency
+from dsr.harness import checkpoint, preflight
+from dsr.harness.checkpoint import Preempted, Progress, StopFlag
+from dsr.harness.cost import TrainingMemory, sync
+from dsr.harness.evaluate import Evaluation, accuracy, evaluate, evaluated, latency
+from dsr.harness.optim import make_optimizer, make_schedule, steps_per_epoch
+from dsr.harness.provenance import Start, run_provenance, started
+from dsr.harness.record import RunRecord, diverged_record, trained_record
+from dsr.harness.results import remove_stale_temps, run_lock
 from dsr.method import Method
-from dsr.optim import make_optimizer, make_schedule, steps_per_epoch
-from dsr.provenance import Start, run_provenance, started
-from dsr.record import RunRecord, diverged_record, trained_record
-from dsr.results import remove_stale_temps, run_lock
 from dsr.stages import CALIBRATE, PRETRAIN_ANN, Stage, training_stages
 
 
@@ -276,10 +276,10 @@ class Outcome:
 
 def run(cfg: RunConfig, method_cls: type[Method], out: Path, log=print,
         save_model: Path | None = None) -> RunRecord:
-    """Train and evaluate one configuration with `method_cls` (as `dsr.resolve.resolve` returns
-    them): its stages before `convert` (dsr.stages); write `out` (metrics.json) atomically at
-    the end, and with `save_model` the trained weights (a model.pt that `dsr.convert` loads)
-    before it."""
+    """Train and evaluate one configuration with `method_cls` (as `dsr.harness.resolve.resolve`
+    returns them): its stages before `convert` (dsr.stages); write `out` (metrics.json) atomically
+    at the end, and with `save_model` the trained weights (a model.pt that `dsr.harness.convert`
+    loads) before it."""
     start = started()
     device = pick_device(cfg.train.device)
     dist = init_distributed(device)

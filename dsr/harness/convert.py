@@ -1,6 +1,6 @@
 """ANN-to-SNN conversion, the harness's other entry point (`python -m dsr.run --from-checkpoint`):
-no training; the ANN of a model.pt (`dsr.checkpoint.write_model`) is converted once and the SNN
-evaluated over a latency sweep, every prefix t of one T_max-step pass."""
+no training; the ANN of a model.pt (`dsr.harness.checkpoint.write_model`) is converted once and the
+SNN evaluated over a latency sweep, every prefix t of one T_max-step pass."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from dsr import data as dsr_data
-from dsr import metrics as M
-from dsr import preflight
 from dsr.config import TRAINING_KEYS, RunConfig, sweep_points
-from dsr.cost import peak_memory, sync
-from dsr.evaluate import Evaluation, evaluated, latency, run_pass
-from dsr.method import Method
-from dsr.provenance import Start, run_provenance, started
-from dsr.record import (
+from dsr.harness import metrics as M
+from dsr.harness import preflight
+from dsr.harness.cost import peak_memory, sync
+from dsr.harness.evaluate import Evaluation, evaluated, latency, run_pass
+from dsr.harness.provenance import Start, run_provenance, started
+from dsr.harness.record import (
     ConvertedFrom,
     LatencySweep,
     RunRecord,
@@ -31,9 +30,10 @@ from dsr.record import (
     converted_record,
     diverged_conversion,
 )
-from dsr.results import remove_stale_temps, run_lock
+from dsr.harness.results import remove_stale_temps, run_lock
+from dsr.harness.train import TrainingError, load_data, pick_device, set_seed
+from dsr.method import Method
 from dsr.stages import CONVERT
-from dsr.train import TrainingError, load_data, pick_device, set_seed
 
 MODEL_KEYS = ("method", "dataset", "arch", "seed", "config", "config_hash", "accuracy",
               "state_dict")
@@ -44,8 +44,8 @@ SWEEP_SAMPLE_STEPS = 8192
 
 
 def read_model(path: Path, source_method: str | None = None) -> dict[str, Any]:
-    """A model.pt written by `dsr.checkpoint.write_model` (its config_hash is the `source` of the
-    conversion run that converts it; `source_method`: the method that trains it, for the
+    """A model.pt written by `dsr.harness.checkpoint.write_model` (its config_hash is the `source`
+    of the conversion run that converts it; `source_method`: the method that trains it, for the
     error message); see check_model."""
     where = f"--from-checkpoint {path}"
     try:

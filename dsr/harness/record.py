@@ -1,7 +1,7 @@
 """metrics.json of a run as one typed record, `RunRecord`, written and read by the same class.
 
-`RunRecord.write` checks the schema (dsr/schemas/metrics.schema.json, dsr.results) and writes
-the file atomically; `RunRecord.read` reads it back checked, so the harness, the pipeline and
+`RunRecord.write` checks the schema (dsr/schemas/metrics.schema.json, dsr.harness.results) and
+writes the file atomically; `RunRecord.read` reads it back checked, so the harness, the pipeline and
 the tests share one shape. A field marked `optional` is left out of the file when None (absent
 in older or other kinds of runs: a conversion's `latency_sweep`); every other field is written,
 null included. `trained_record`, `converted_record` and `diverged_record` build records from
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from dsr.results import SCHEMA_VERSION, ResultError, read_metrics, write_metrics
+from dsr.harness.results import SCHEMA_VERSION, ResultError, read_metrics, write_metrics
 
 if TYPE_CHECKING:
     from dsr.config import RunConfig
     from dsr.data import DataInfo
-    from dsr.evaluate import Evaluation
+    from dsr.harness.evaluate import Evaluation
     from dsr.method import Method
 
 
@@ -221,12 +221,13 @@ class RunRecord(Part):
     converted_from: ConvertedFrom | None = optional()
 
     def write(self, path: str | Path) -> None:
-        """Check against the schema, then write atomically (dsr.results.write_metrics)."""
+        """Check against the schema, then write atomically (dsr.harness.results.write_metrics)."""
         write_metrics(path, self.to_json())
 
     @classmethod
     def read(cls, path: str | Path) -> RunRecord:
-        """The record in `path`, checked (dsr.results.read_metrics); one-line ResultError."""
+        """The record in `path`, checked (dsr.harness.results.read_metrics); one-line
+        ResultError."""
         return cls.from_json(read_metrics(path), str(path))
 
 
@@ -249,7 +250,7 @@ def accuracy_record(cfg: RunConfig, history: dict[str, list]) -> Accuracy:
 
 def training_cost(history: dict[str, list], memory: tuple[int, str], kind: str | None) -> Cost:
     """Training seconds per epoch and per step, peak training memory (`kind`:
-    dsr.cost.TrainingMemory's; None for a run that trained nothing) and the process peak."""
+    dsr.harness.cost.TrainingMemory's; None for a run that trained nothing) and the process peak."""
     steps, seconds = history.get("steps") or [], history["seconds"]
     cost = Cost(seconds_per_epoch=seconds, peak_memory_bytes=memory[0],
                 peak_memory_kind=memory[1])

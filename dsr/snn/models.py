@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from dsr.layers import (
+from dsr.snn.layers import (
     TBatchNorm,
     TimeSharedDropout,
     avg_pool,
@@ -30,7 +30,7 @@ from dsr.layers import (
     global_avg_pool,
     linear,
 )
-from dsr.phase import Phase, PhaseAware
+from dsr.snn.phase import Phase, PhaseAware
 
 NeuronFactory = Callable[[], nn.Module]
 

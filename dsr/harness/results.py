@@ -24,7 +24,7 @@ from typing import Any
 
 import jsonschema
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "metrics.schema.json"
+SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "metrics.schema.json"
 SCHEMA_VERSION = 1
 
 
