@@ -26,7 +26,15 @@ from torch.overrides import TorchFunctionMode
 from dsr.config import PJ_PER_AC, PJ_PER_MAC
 
 
-class SpikeCounter:
+class HookMetric:
+    """A metric object that counts in forward hooks while attached (`attach`), so the logits
+    and labels of dsr.harness.evaluate.run_pass's `update` add nothing to it."""
+
+    def update(self, logits: Tensor, y: Tensor) -> None:
+        pass
+
+
+class SpikeCounter(HookMetric):
     """Forward hooks on spiking layers that count spikes and neuron-steps."""
 
     def __init__(self, layers: list[nn.Module]):
@@ -42,10 +50,6 @@ class SpikeCounter:
         finally:
             for h in handles:
                 h.remove()
-
-    def update(self, logits: Tensor, y: Tensor) -> None:
-        """Nothing: the hooks count during the forward (dsr.harness.evaluate.run_pass's
-        protocol)."""
 
     def _hook(self, i: int) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
@@ -127,7 +131,7 @@ def _adaptive_area(in_size: Sequence[int], out_size: Sequence[int], device) -> T
     return area
 
 
-class SynOpsCounter:
+class SynOpsCounter(HookMetric):
     """Counts ACs and MACs of every synaptic layer of `net` while attached.
 
     Whether a layer's input is spike-fed is decided by data flow, not by its values: the outputs
@@ -173,10 +177,6 @@ class SynOpsCounter:
         finally:
             for h in handles:
                 h.remove()
-
-    def update(self, logits: Tensor, y: Tensor) -> None:
-        """Nothing: the hooks count during the forward (dsr.harness.evaluate.run_pass's
-        protocol)."""
 
     def report(self, samples: int, pj_per_ac: float = PJ_PER_AC,
                pj_per_mac: float = PJ_PER_MAC, steps: int | None = None) -> dict[str, Any]:
